@@ -1,0 +1,116 @@
+//! The data behind every wasmtime Store: which invocation this is, what it
+//! was granted, and the namespaces, resources and journal it is using.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use cni_wasm_capabilities::netns::Netns;
+use cni_wasm_capabilities::state::StateDir;
+use wasmtime::StoreLimits;
+use wasmtime::component::ResourceTable;
+
+use crate::journal::Journal;
+use crate::policy::{Grants, PolicyFile};
+use crate::protocol::config::RequestConfig;
+use crate::protocol::env::Environment;
+use crate::registry::Registry;
+use crate::runtime::Runtime;
+
+/// One process: shared by the top-level plugin and every in-process delegate.
+pub struct Process {
+    pub runtime: Runtime,
+    pub registry: Registry,
+    pub policy: PolicyFile,
+    pub host_ns: Rc<Netns>,
+    /// The container namespace, opened on first use, shared with delegates.
+    container_ns: RefCell<Option<(String, Rc<Netns>)>>,
+    deadline: Cell<Instant>,
+}
+
+impl Process {
+    pub fn new(runtime: Runtime, registry: Registry, policy: PolicyFile) -> Self {
+        Process {
+            runtime,
+            registry,
+            policy,
+            host_ns: Rc::new(Netns::host()),
+            container_ns: RefCell::new(None),
+            // Until the plugin the runtime ran is granted its own timeout.
+            deadline: Cell::new(Instant::now() + Duration::from_secs(30)),
+        }
+    }
+
+    /// When the whole invocation (delegates included) must be done.
+    pub fn deadline(&self) -> Instant {
+        self.deadline.get()
+    }
+
+    /// Sets the invocation's deadline and starts the watchdog for it.
+    pub fn set_deadline(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        self.deadline.set(deadline);
+        self.runtime.start_watchdog(deadline);
+    }
+
+    pub fn container_ns(&self, path: &str) -> cni_wasm_capabilities::Result<Rc<Netns>> {
+        if let Some((open_path, ns)) = &*self.container_ns.borrow()
+            && open_path == path
+        {
+            return Ok(ns.clone());
+        }
+        let ns = Rc::new(Netns::open(path)?);
+        *self.container_ns.borrow_mut() = Some((path.to_string(), ns.clone()));
+        Ok(ns)
+    }
+}
+
+/// One plugin invocation (ADD, DEL, CHECK, STATUS, GC, or describe).
+pub struct Call {
+    pub plugin: String,
+    pub env: Environment,
+    pub config: RequestConfig,
+    /// Nesting level: 0 for the plugin the runtime ran, 1 for its delegate...
+    pub depth: u32,
+}
+
+pub struct HostState {
+    pub process: Rc<Process>,
+    pub call: Rc<Call>,
+    pub grants: Grants,
+    pub table: ResourceTable,
+    /// Host-namespace links this invocation created (and so may change).
+    pub created_host_links: HashSet<String>,
+    pub journal: Journal,
+    pub state_dir: Option<StateDir>,
+    pub limits: StoreLimits,
+}
+
+impl HostState {
+    pub fn new(process: Rc<Process>, call: Rc<Call>, grants: Grants) -> Self {
+        let limits = Self::limits_for(&grants);
+        let journal = if call.env.command == crate::protocol::env::Command::Add { Journal::recording() } else { Journal::default() };
+        HostState {
+            process,
+            call,
+            grants,
+            table: ResourceTable::new(),
+            created_host_links: HashSet::new(),
+            journal,
+            state_dir: None,
+            limits,
+        }
+    }
+
+    /// The memory cap (and generous structural limits) for a store.
+    pub fn limits_for(grants: &Grants) -> StoreLimits {
+        wasmtime::StoreLimitsBuilder::new()
+            .memory_size(grants.memory_bytes)
+            .instances(16)
+            .tables(64)
+            .memories(16)
+            .trap_on_grow_failure(true)
+            .build()
+    }
+}

@@ -1,0 +1,209 @@
+//! Running one plugin for one CNI verb: load, describe, check the version,
+//! grant, call, and undo a failed ADD. Used for the plugin the runtime ran
+//! and, recursively, for in-process delegates.
+
+use std::rc::Rc;
+
+use wasmtime::Store;
+
+use crate::bindings::cni_wasm::plugin::cni;
+use crate::context::{Call, HostState, Process};
+use crate::imports::convert::{result_from_wit, result_to_wit};
+use crate::journal::Entry;
+use crate::log::log_at;
+use crate::policy::Grants;
+use crate::protocol::config::RequestConfig;
+use crate::protocol::env::{Command, Environment};
+use crate::protocol::error::{CniError, code};
+use crate::protocol::result::CniResult;
+use crate::protocol::version::{self, Version};
+
+/// How deep delegation may nest (meta plugin → main plugin → IPAM → ...).
+pub const MAX_DEPTH: u32 = 4;
+
+pub enum Response {
+    /// VERSION: the config versions the plugin accepts.
+    Versions(Vec<String>),
+    /// ADD: the result, in CNI 1.1 shape.
+    Added(CniResult),
+    /// DEL, CHECK, STATUS, GC.
+    Done,
+}
+
+pub fn invoke(process: &Rc<Process>, plugin: &str, env: Environment, config: RequestConfig, depth: u32) -> Result<Response, CniError> {
+    if depth > MAX_DEPTH {
+        return Err(CniError::internal(format!("{plugin}: delegation nested deeper than {MAX_DEPTH} levels")));
+    }
+    let loaded = process.registry.load(&process.runtime, plugin, process.deadline())?;
+    crate::timing::mark("load component");
+    let command = env.command;
+    let call = Rc::new(Call { plugin: plugin.to_string(), env, config, depth });
+    let state = HostState::new(process.clone(), call.clone(), Grants::none(plugin));
+    let (mut store, bindings) = process
+        .runtime
+        .instantiate(&loaded.component, state)
+        .map_err(|e| CniError::internal(format!("{plugin}: instantiating the plugin: {e:#}")))?;
+    crate::timing::mark("instantiate");
+    let guest = bindings.cni_wasm_plugin_plugin();
+    let manifest = guest.call_describe(&mut store).map_err(|trap| trapped(plugin, "describe", &trap, &store))?;
+    crate::timing::mark("describe");
+
+    if command == Command::Version {
+        return Ok(Response::Versions(manifest.cni_versions));
+    }
+    let config = &call.config;
+    version::check_supported(&config.cni_version, &manifest.cni_versions)?;
+    let config_version = Version::parse(&config.cni_version)?;
+    let minimum = match command {
+        Command::Check => Some(version::V0_4_0),
+        Command::Status | Command::Gc => Some(version::V1_1_0),
+        _ => None,
+    };
+    if let Some(minimum) = minimum
+        && !config_version.at_least(minimum)
+    {
+        return Err(CniError::new(code::INCOMPATIBLE_VERSION, format!("config version does not allow {}", command.as_str())));
+    }
+
+    let grants = Grants::new(plugin, loaded.third_party, &manifest, &process.policy, config);
+    if depth == 0 {
+        process.set_deadline(grants.timeout);
+    }
+    store.data_mut().limits = HostState::limits_for(&grants);
+    store.data_mut().grants = grants;
+
+    match command {
+        Command::Add | Command::Del | Command::Check => {
+            let invocation = cni::Invocation {
+                container_id: call.env.container_id.clone(),
+                ifname: call.env.ifname.clone(),
+                netns: call.env.netns.clone(),
+                args: call.env.args.clone(),
+                config: String::from_utf8_lossy(&config.raw).into_owned(),
+                cni_version: config.cni_version.clone(),
+                prev_result: prev_result(config)?.as_ref().map(result_to_wit),
+            };
+            match command {
+                Command::Add => {
+                    let outcome = guest.call_add(&mut store, &invocation);
+                    crate::timing::mark("plugin ADD");
+                    let failure = match outcome {
+                        Ok(Ok(result)) => match result_from_wit(result) {
+                            Ok(result) => return Ok(Response::Added(result)),
+                            Err(e) => CniError::internal(format!("{plugin}: the plugin returned an invalid result: {e}")),
+                        },
+                        Ok(Err(error)) => cni_error(error),
+                        Err(trap) => trapped(plugin, "ADD", &trap, &store),
+                    };
+                    rollback(process, &mut store);
+                    Err(failure)
+                }
+                Command::Del => finish(plugin, "DEL", guest.call_del(&mut store, &invocation), &store),
+                _ => finish(plugin, "CHECK", guest.call_check(&mut store, &invocation), &store),
+            }
+        }
+        Command::Status => {
+            let config_text = String::from_utf8_lossy(&config.raw).into_owned();
+            finish(plugin, "STATUS", guest.call_status(&mut store, &config_text), &store)
+        }
+        Command::Gc => {
+            let config_text = String::from_utf8_lossy(&config.raw).into_owned();
+            let valid: Vec<cni::Attachment> = config
+                .valid_attachments()?
+                .into_iter()
+                .map(|a| cni::Attachment { container_id: a.container_id, ifname: a.ifname })
+                .collect();
+            finish(plugin, "GC", guest.call_gc(&mut store, &config_text, &valid), &store)
+        }
+        Command::Version => unreachable!("answered above"),
+    }
+}
+
+/// prevResult, parsed in the config's version and normalized to 1.1.
+fn prev_result(config: &RequestConfig) -> Result<Option<CniResult>, CniError> {
+    config
+        .prev_result()
+        .map(|value| {
+            CniResult::parse(value, &config.cni_version)
+                .map_err(|e| CniError::new(code::DECODING_FAILURE, format!("could not parse prevResult: {}", e.msg)))
+        })
+        .transpose()
+}
+
+fn finish(plugin: &str, verb: &str, outcome: wasmtime::Result<Result<(), cni::Error>>, store: &Store<HostState>) -> Result<Response, CniError> {
+    match outcome {
+        Ok(Ok(())) => Ok(Response::Done),
+        Ok(Err(error)) => Err(cni_error(error)),
+        Err(trap) => Err(trapped(plugin, verb, &trap, store)),
+    }
+}
+
+fn cni_error(error: cni::Error) -> CniError {
+    CniError { code: error.code, msg: error.msg, details: error.details }
+}
+
+/// A guest trap: a deadline, the memory cap, or a plugin bug (panic).
+fn trapped(plugin: &str, verb: &str, trap: &wasmtime::Error, store: &Store<HostState>) -> CniError {
+    let grants = &store.data().grants;
+    match trap.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::Interrupt) => CniError::new(
+            code::TRY_AGAIN_LATER,
+            format!("{plugin}: {verb} did not finish within its deadline of {} ms and was stopped", grants.timeout.as_millis()),
+        ),
+        _ if format!("{trap:#}").contains("memory") => CniError::internal(format!(
+            "{plugin}: {verb} was stopped: it exceeded its memory cap of {} MiB ({trap:#})",
+            grants.memory_bytes >> 20
+        )),
+        _ => CniError::internal(format!("{plugin}: {verb} crashed: {trap:#}")),
+    }
+}
+
+/// Undoes what a failed ADD created, newest first; keeps going past errors
+/// and logs each one.
+fn rollback(process: &Rc<Process>, store: &mut Store<HostState>) {
+    let state = store.data_mut();
+    let plugin = state.grants.plugin.clone();
+    for entry in state.journal.take_for_rollback() {
+        let outcome = match &entry {
+            Entry::LinkCreated { ns, name } => state
+                .namespace(*ns)
+                .ok()
+                .map(|ns| cni_wasm_capabilities::links::delete(&ns, name)),
+            Entry::AddressAdded { ns, link, address } => state
+                .namespace(*ns)
+                .ok()
+                .map(|ns| cni_wasm_capabilities::addresses::delete(&ns, link, *address)),
+            Entry::RouteAdded { ns, route } => state
+                .namespace(*ns)
+                .ok()
+                .map(|ns| cni_wasm_capabilities::routes::delete(&ns, route)),
+            Entry::StateFileCreated { path } => state.state_dir.as_ref().map(|dir| dir.remove(path).map(drop)),
+            Entry::DelegateAdded { plugin_type, stdin } => {
+                let outcome = crate::delegate::run(process, &state.call, plugin_type, Command::Del, stdin.clone());
+                if let Err(error) = outcome {
+                    log_at!(Warn, &plugin, "rolling back: DEL of delegate {plugin_type} failed: {error}");
+                }
+                None
+            }
+        };
+        match outcome {
+            Some(Err(error)) if !error.is_not_found() => {
+                log_at!(Warn, &plugin, "rolling back a failed ADD: {entry:?}: {error}");
+            }
+            _ => log_at!(Debug, &plugin, "rolled back {entry:?}"),
+        }
+    }
+}
+
+/// A plugin's manifest (for `cni-wasm list`).
+pub fn describe(process: &Rc<Process>, plugin: &str) -> Result<cni::Manifest, CniError> {
+    let loaded = process.registry.load(&process.runtime, plugin, process.deadline())?;
+    let env = Environment::read(|key| (key == "CNI_COMMAND").then(|| "VERSION".to_string()))?;
+    let call = Rc::new(Call { plugin: plugin.to_string(), env, config: RequestConfig::empty(), depth: 0 });
+    let state = HostState::new(process.clone(), call, Grants::none(plugin));
+    let (mut store, bindings) = process
+        .runtime
+        .instantiate(&loaded.component, state)
+        .map_err(|e| CniError::internal(format!("{plugin}: instantiating the plugin: {e:#}")))?;
+    bindings.cni_wasm_plugin_plugin().call_describe(&mut store).map_err(|trap| trapped(plugin, "describe", &trap, &store))
+}

@@ -1,0 +1,279 @@
+//! `links`: create, change and delete network interfaces.
+//!
+//! Policy: reads are free once `links` is granted. In the host namespace a
+//! plugin may create links (the name must be free) but may change, enslave
+//! into, rename or delete only links the request config names, the manifest
+//! lists, or this invocation created. The container namespace is the
+//! invocation's own.
+
+use cni_wasm_capabilities::links as native;
+use cni_wasm_capabilities::{Error, ErrorKind};
+use wasmtime::component::Resource;
+
+use super::namespaces::{NetnsHandle, Which};
+use super::CallResult;
+use crate::bindings::cni_wasm::plugin::cni::Capability;
+use crate::bindings::cni_wasm::plugin::links::{
+    BridgePort, BridgeVlan, Host, IpvlanMode, Link, LinkChange, LinkKind, LinkOptions, MacvlanMode, Master, OperState,
+};
+use crate::context::HostState;
+use crate::journal::Entry;
+
+impl HostState {
+    /// Host-namespace links may only be changed when they are this
+    /// invocation's to change (see the module docs).
+    pub fn check_host_link(&self, which: Which, name: &str, doing: &str) -> CallResult<()> {
+        if which == Which::Container || self.created_host_links.contains(name) || self.grants.names_host_link(name) {
+            return Ok(());
+        }
+        Err(Error::new(
+            ErrorKind::Denied,
+            format!(
+                "{}: {doing} refused: link {name:?} in the host netns is not named by the request config and was not created by this invocation",
+                self.grants.plugin
+            ),
+        )
+        .into())
+    }
+}
+
+fn options(options: LinkOptions) -> native::LinkOptions {
+    native::LinkOptions { mtu: options.mtu, mac: options.mac, tx_queue_len: options.tx_queue_len }
+}
+
+fn macvlan_mode(mode: MacvlanMode) -> native::MacvlanMode {
+    match mode {
+        MacvlanMode::Private => native::MacvlanMode::Private,
+        MacvlanMode::Vepa => native::MacvlanMode::Vepa,
+        MacvlanMode::Bridge => native::MacvlanMode::Bridge,
+        MacvlanMode::Passthru => native::MacvlanMode::Passthru,
+        MacvlanMode::Source => native::MacvlanMode::Source,
+    }
+}
+
+fn ipvlan_mode(mode: IpvlanMode) -> native::IpvlanMode {
+    match mode {
+        IpvlanMode::L2 => native::IpvlanMode::L2,
+        IpvlanMode::L3 => native::IpvlanMode::L3,
+        IpvlanMode::L3s => native::IpvlanMode::L3s,
+    }
+}
+
+fn kind(kind: LinkKind) -> native::LinkKind {
+    match kind {
+        LinkKind::Bridge(o) => native::LinkKind::Bridge { vlan_filtering: o.vlan_filtering },
+        LinkKind::Macvlan(o) => native::LinkKind::Macvlan {
+            parent: o.parent,
+            mode: macvlan_mode(o.mode),
+            broadcast_queue_len: o.broadcast_queue_len,
+        },
+        LinkKind::Ipvlan(o) => native::LinkKind::Ipvlan { parent: o.parent, mode: ipvlan_mode(o.mode) },
+        LinkKind::Vlan(o) => native::LinkKind::Vlan { parent: o.parent, id: o.id },
+        LinkKind::Dummy => native::LinkKind::Dummy,
+        LinkKind::Ifb => native::LinkKind::Ifb,
+        LinkKind::Vrf(table) => native::LinkKind::Vrf { table },
+        LinkKind::Tap(o) => native::LinkKind::Tap(native::TapOptions {
+            multi_queue: o.multi_queue,
+            vnet_hdr: o.vnet_hdr,
+            owner: o.owner,
+            group: o.group,
+        }),
+    }
+}
+
+fn link(link: native::Link) -> Link {
+    Link {
+        index: link.index,
+        name: link.name,
+        kind: link.kind,
+        mac: link.mac,
+        mtu: link.mtu,
+        up: link.up,
+        oper_state: match link.oper_state {
+            native::OperState::Unknown => OperState::Unknown,
+            native::OperState::NotPresent => OperState::NotPresent,
+            native::OperState::Down => OperState::Down,
+            native::OperState::LowerLayerDown => OperState::LowerLayerDown,
+            native::OperState::Testing => OperState::Testing,
+            native::OperState::Dormant => OperState::Dormant,
+            native::OperState::Up => OperState::Up,
+        },
+        promiscuous: link.promiscuous,
+        all_multicast: link.all_multicast,
+        tx_queue_len: link.tx_queue_len,
+        master: link.master,
+        parent_index: link.parent_index,
+        alias: link.alias,
+        vlan_id: link.vlan_id,
+        macvlan_mode: link.macvlan_mode.map(|m| match m {
+            native::MacvlanMode::Private => MacvlanMode::Private,
+            native::MacvlanMode::Vepa => MacvlanMode::Vepa,
+            native::MacvlanMode::Bridge => MacvlanMode::Bridge,
+            native::MacvlanMode::Passthru => MacvlanMode::Passthru,
+            native::MacvlanMode::Source => MacvlanMode::Source,
+        }),
+        ipvlan_mode: link.ipvlan_mode.map(|m| match m {
+            native::IpvlanMode::L2 => IpvlanMode::L2,
+            native::IpvlanMode::L3 => IpvlanMode::L3,
+            native::IpvlanMode::L3s => IpvlanMode::L3s,
+        }),
+        vrf_table: link.vrf_table,
+        vlan_filtering: link.vlan_filtering,
+    }
+}
+
+impl Host for HostState {
+    fn get(&mut self, ns: Resource<NetnsHandle>, name: String) -> CallResult<Option<Link>> {
+        self.require(Capability::Links, "links.get")?;
+        let (_, ns) = self.netns(&ns)?;
+        Ok(native::get(&ns, &name)?.map(link))
+    }
+
+    fn get_by_index(&mut self, ns: Resource<NetnsHandle>, index: u32) -> CallResult<Option<Link>> {
+        self.require(Capability::Links, "links.get-by-index")?;
+        let (_, ns) = self.netns(&ns)?;
+        Ok(native::get_by_index(&ns, index)?.map(link))
+    }
+
+    fn dump(&mut self, ns: Resource<NetnsHandle>) -> CallResult<Vec<Link>> {
+        self.require(Capability::Links, "links.dump")?;
+        let (_, ns) = self.netns(&ns)?;
+        Ok(native::dump(&ns)?.into_iter().map(link).collect())
+    }
+
+    fn create(
+        &mut self,
+        ns: Resource<NetnsHandle>,
+        name: String,
+        link_kind: LinkKind,
+        link_options: LinkOptions,
+        parent_ns: Option<Resource<NetnsHandle>>,
+    ) -> CallResult<Link> {
+        self.require(Capability::Links, "links.create")?;
+        let (which, target) = self.netns(&ns)?;
+        let parent = match &parent_ns {
+            Some(handle) => Some(self.netns(handle)?.1),
+            None => None,
+        };
+        let created = native::create(&target, &name, &kind(link_kind), &options(link_options), parent.as_deref())?;
+        self.note_created(which, &name);
+        Ok(link(created))
+    }
+
+    fn create_veth(
+        &mut self,
+        ns: Resource<NetnsHandle>,
+        name: String,
+        link_options: LinkOptions,
+        peer_ns: Resource<NetnsHandle>,
+        peer_name: String,
+        peer_options: LinkOptions,
+    ) -> CallResult<(Link, Link)> {
+        self.require(Capability::Links, "links.create-veth")?;
+        let (which, ns) = self.netns(&ns)?;
+        let (peer_which, peer_ns) = self.netns(&peer_ns)?;
+        let (created, peer) =
+            native::create_veth(&ns, &name, &options(link_options), &peer_ns, &peer_name, &options(peer_options))?;
+        // Deleting either end deletes both; the journal needs just one.
+        self.note_created(which, &name);
+        if peer_which == Which::Host {
+            self.created_host_links.insert(peer_name);
+        }
+        Ok((link(created), link(peer)))
+    }
+
+    fn set(&mut self, ns: Resource<NetnsHandle>, name: String, change: LinkChange) -> CallResult<Link> {
+        self.require(Capability::Links, "links.set")?;
+        let (which, ns) = self.netns(&ns)?;
+        self.check_host_link(which, &name, "changing a link")?;
+        let master = match change.master {
+            Some(Master::Attach(master)) => {
+                self.check_host_link(which, &master, "enslaving a link")?;
+                Some(native::Master::Attach(master))
+            }
+            Some(Master::Detach) => Some(native::Master::Detach),
+            None => None,
+        };
+        let native_change = native::LinkChange {
+            up: change.up,
+            mtu: change.mtu,
+            mac: change.mac,
+            promiscuous: change.promiscuous,
+            all_multicast: change.all_multicast,
+            tx_queue_len: change.tx_queue_len,
+            master,
+            name: change.name.clone(),
+            alias: change.alias,
+        };
+        let updated = native::set(&ns, &name, &native_change)?;
+        if let Some(new_name) = change.name.filter(|n| *n != name) {
+            self.journal.rename_link(which, &name, &new_name);
+            if which == Which::Host {
+                self.created_host_links.insert(new_name);
+            }
+        }
+        Ok(link(updated))
+    }
+
+    fn delete(&mut self, ns: Resource<NetnsHandle>, name: String) -> CallResult<()> {
+        self.require(Capability::Links, "links.delete")?;
+        let (which, ns) = self.netns(&ns)?;
+        self.check_host_link(which, &name, "deleting a link")?;
+        native::delete(&ns, &name)?;
+        self.journal.forget_link(which, &name);
+        Ok(())
+    }
+
+    fn move_to(
+        &mut self,
+        ns: Resource<NetnsHandle>,
+        name: String,
+        to: Resource<NetnsHandle>,
+        new_name: String,
+    ) -> CallResult<Link> {
+        self.require(Capability::Links, "links.move-to")?;
+        let (which, from) = self.netns(&ns)?;
+        let (to_which, to) = self.netns(&to)?;
+        self.check_host_link(which, &name, "moving a link")?;
+        let moved = native::move_to(&from, &name, &to, &new_name)?;
+        if to_which == Which::Host {
+            self.created_host_links.insert(new_name);
+        }
+        Ok(link(moved))
+    }
+
+    fn set_bridge_port(&mut self, ns: Resource<NetnsHandle>, name: String, _port: BridgePort) -> CallResult<()> {
+        self.require(Capability::Links, "links.set-bridge-port")?;
+        let (which, _) = self.netns(&ns)?;
+        self.check_host_link(which, &name, "setting bridge-port flags")?;
+        Err(self.not_implemented("links.set-bridge-port"))
+    }
+
+    fn bridge_vlans(&mut self, _ns: Resource<NetnsHandle>, _name: String) -> CallResult<Vec<BridgeVlan>> {
+        self.require(Capability::Links, "links.bridge-vlans")?;
+        Err(self.not_implemented("links.bridge-vlans"))
+    }
+
+    fn add_bridge_vlan(&mut self, ns: Resource<NetnsHandle>, name: String, _vlan: BridgeVlan) -> CallResult<()> {
+        self.require(Capability::Links, "links.add-bridge-vlan")?;
+        let (which, _) = self.netns(&ns)?;
+        self.check_host_link(which, &name, "adding a bridge vlan")?;
+        Err(self.not_implemented("links.add-bridge-vlan"))
+    }
+
+    fn delete_bridge_vlan(&mut self, ns: Resource<NetnsHandle>, name: String, _id: u16) -> CallResult<()> {
+        self.require(Capability::Links, "links.delete-bridge-vlan")?;
+        let (which, _) = self.netns(&ns)?;
+        self.check_host_link(which, &name, "deleting a bridge vlan")?;
+        Err(self.not_implemented("links.delete-bridge-vlan"))
+    }
+}
+
+impl HostState {
+    fn note_created(&mut self, which: Which, name: &str) {
+        self.journal.record(Entry::LinkCreated { ns: which, name: name.to_string() });
+        if which == Which::Host {
+            self.created_host_links.insert(name.to_string());
+        }
+    }
+}

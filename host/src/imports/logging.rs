@@ -1,0 +1,30 @@
+//! `logging`: plugin messages go to the host's log, tagged with the plugin.
+
+use crate::bindings::cni_wasm::plugin::logging::{Host, Level};
+use crate::context::HostState;
+use crate::log;
+
+/// Longer messages are cut, so a plugin cannot flood the runtime's logs.
+const MAX_MESSAGE: usize = 4096;
+
+impl Host for HostState {
+    fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
+        let level = match level {
+            Level::Error => log::Level::Error,
+            Level::Warn => log::Level::Warn,
+            Level::Info => log::Level::Info,
+            Level::Debug => log::Level::Debug,
+        };
+        let mut message = message;
+        if message.len() > MAX_MESSAGE {
+            let mut end = MAX_MESSAGE;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message.truncate(end);
+            message.push_str("...");
+        }
+        log::log(level, &self.grants.plugin, format_args!("{message}"));
+        Ok(())
+    }
+}

@@ -1,0 +1,105 @@
+//! The host side of each WIT interface, one module per interface. Each
+//! function checks the grant and the policy first, then calls into
+//! `cni_wasm_capabilities`, then converts the result; no system call is made
+//! before the checks pass.
+
+pub mod addresses;
+pub mod clock;
+pub mod conntrack;
+pub mod convert;
+pub mod delegation;
+pub mod files;
+pub mod links;
+pub mod logging;
+pub mod namespaces;
+pub mod neighbours;
+pub mod netfilter;
+pub mod routes;
+pub mod rules;
+pub mod state;
+pub mod sysctl;
+pub mod tc;
+
+use cni_wasm_capabilities::{Error, ErrorKind};
+use wasmtime::component::ResourceTableError;
+
+use crate::bindings::cni_wasm::plugin::cni::Capability;
+use crate::bindings::cni_wasm::plugin::types;
+use crate::context::HostState;
+use crate::policy::capability_name;
+
+/// The error of a capability call: either a capability error the guest sees
+/// as `types.error`, or a host fault that traps the guest.
+pub enum CallError {
+    Capability(Error),
+    Trap(wasmtime::Error),
+}
+
+pub type CallResult<T> = Result<T, CallError>;
+
+impl From<Error> for CallError {
+    fn from(error: Error) -> Self {
+        CallError::Capability(error)
+    }
+}
+
+impl From<ResourceTableError> for CallError {
+    fn from(error: ResourceTableError) -> Self {
+        CallError::Trap(wasmtime::Error::from(error))
+    }
+}
+
+/// The `cni` interface only defines types.
+impl crate::bindings::cni_wasm::plugin::cni::Host for HostState {}
+
+impl types::Host for HostState {
+    fn convert_error(&mut self, error: CallError) -> wasmtime::Result<types::Error> {
+        match error {
+            CallError::Trap(trap) => Err(trap),
+            CallError::Capability(error) => Ok(types::Error {
+                kind: match error.kind {
+                    ErrorKind::NotFound => types::ErrorKind::NotFound,
+                    ErrorKind::AlreadyExists => types::ErrorKind::AlreadyExists,
+                    ErrorKind::Busy => types::ErrorKind::Busy,
+                    ErrorKind::InvalidArgument => types::ErrorKind::InvalidArgument,
+                    ErrorKind::Denied => types::ErrorKind::Denied,
+                    ErrorKind::Unsupported => types::ErrorKind::Unsupported,
+                    ErrorKind::NotImplemented => types::ErrorKind::NotImplemented,
+                    ErrorKind::Timeout => types::ErrorKind::Timeout,
+                    ErrorKind::Io => types::ErrorKind::Io,
+                },
+                errno: error.errno,
+                message: error.message,
+            }),
+        }
+    }
+}
+
+impl HostState {
+    /// Refuses a call from a capability family the plugin was not granted.
+    pub fn require(&self, capability: Capability, call: &str) -> CallResult<()> {
+        if self.grants.has(capability) {
+            return Ok(());
+        }
+        let name = capability_name(capability);
+        let hint = if self.grants.third_party {
+            format!("; an admin can grant it in {}", crate::policy::DEFAULT_POLICY_PATH)
+        } else {
+            String::new()
+        };
+        Err(Error::new(
+            ErrorKind::Denied,
+            format!("{}: {call} refused: the plugin was not granted the {name:?} capability{hint}", self.grants.plugin),
+        )
+        .into())
+    }
+
+    /// The answer of an interface whose host side is not built yet.
+    pub fn not_implemented(&self, call: &str) -> CallError {
+        Error::new(
+            ErrorKind::NotImplemented,
+            format!("{}: {call} is not implemented by this host yet", self.grants.plugin),
+        )
+        .into()
+    }
+}

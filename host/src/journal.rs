@@ -1,0 +1,63 @@
+//! What an ADD has created, so that a failed ADD can be undone.
+//!
+//! The host records every object an invocation creates through a capability
+//! call. If the plugin's ADD returns an error or traps (deadline, memory
+//! cap, panic), the host removes them in reverse order and runs DEL on every
+//! delegate whose ADD succeeded. Plugins may clean up themselves as well;
+//! whatever they already removed is simply not found again.
+
+use cni_wasm_capabilities::net::IpNetwork;
+use cni_wasm_capabilities::routes::RouteSpec;
+
+use crate::imports::namespaces::Which;
+
+#[derive(Debug, Clone)]
+pub enum Entry {
+    LinkCreated { ns: Which, name: String },
+    AddressAdded { ns: Which, link: String, address: IpNetwork },
+    RouteAdded { ns: Which, route: RouteSpec },
+    StateFileCreated { path: String },
+    DelegateAdded { plugin_type: String, stdin: Vec<u8> },
+}
+
+#[derive(Debug, Default)]
+pub struct Journal {
+    entries: Vec<Entry>,
+    /// Only ADD is undone; DEL/CHECK/STATUS/GC record nothing.
+    recording: bool,
+}
+
+impl Journal {
+    pub fn recording() -> Self {
+        Journal { entries: Vec::new(), recording: true }
+    }
+
+    pub fn record(&mut self, entry: Entry) {
+        if self.recording {
+            self.entries.push(entry);
+        }
+    }
+
+    /// The entries, newest first, emptying the journal.
+    pub fn take_for_rollback(&mut self) -> Vec<Entry> {
+        let mut entries = std::mem::take(&mut self.entries);
+        entries.reverse();
+        entries
+    }
+
+    /// A link was renamed or deleted by the plugin itself.
+    pub fn forget_link(&mut self, ns: Which, name: &str) {
+        self.entries.retain(|e| !matches!(e, Entry::LinkCreated { ns: n, name: l } if *n == ns && l == name));
+    }
+
+    pub fn rename_link(&mut self, ns: Which, from: &str, to: &str) {
+        for entry in &mut self.entries {
+            if let Entry::LinkCreated { ns: n, name } = entry
+                && *n == ns
+                && name == from
+            {
+                *name = to.to_string();
+            }
+        }
+    }
+}

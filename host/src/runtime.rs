@@ -1,0 +1,103 @@
+//! wasmtime: one engine and linker per process, one store per plugin call.
+//!
+//! No compiler runs here: components arrive precompiled (see registry.rs).
+//! Every store gets the invocation's memory cap, and one watchdog thread
+//! bumps the engine's epoch at the deadline, which traps whatever guest code
+//! is running (stores are created with an epoch deadline of one tick).
+
+use std::cell::RefCell;
+use std::time::Instant;
+
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{Component, HasSelf, Linker, LinkerInstance, ResourceType};
+use wasmtime::{Engine, Store};
+
+use crate::bindings::CniPlugin;
+use crate::context::HostState;
+
+pub struct Runtime {
+    engine: Engine,
+    linker: RefCell<Linker<HostState>>,
+}
+
+impl Runtime {
+    pub fn new() -> wasmtime::Result<Runtime> {
+        let engine = cni_wasm_engine::engine()?;
+        let mut linker = Linker::new(&engine);
+        CniPlugin::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |state| state)?;
+        // Each component's WASI stubs are (re)defined when it is loaded.
+        linker.allow_shadowing(true);
+        Ok(Runtime { engine, linker: RefCell::new(linker) })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Starts the deadline watchdog. The thread sleeps until `deadline`,
+    /// then interrupts guest code; it is never joined (the process ends).
+    pub fn start_watchdog(&self, deadline: Instant) {
+        let engine = self.engine.clone();
+        let _ = std::thread::Builder::new().name("deadline".into()).spawn(move || {
+            std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+            engine.increment_epoch();
+        });
+    }
+
+    pub fn instantiate(&self, component: &Component, state: HostState) -> wasmtime::Result<(Store<HostState>, CniPlugin)> {
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limits);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_trap();
+        let mut linker = self.linker.borrow_mut();
+        stub_wasi(&mut linker, component, &self.engine)?;
+        let plugin = CniPlugin::instantiate(&mut store, component, &linker)?;
+        Ok((store, plugin))
+    }
+}
+
+/// A Rust std guest imports wasi:cli stdio (through its libc) even if it
+/// never prints. Plugins get no WASI: every `wasi:*` import is defined as a
+/// function that traps, except `wasi:random/insecure-seed`, which std's
+/// HashMap needs for its hash keys. Any other unknown import fails
+/// instantiation.
+fn stub_wasi(linker: &mut Linker<HostState>, component: &Component, engine: &Engine) -> wasmtime::Result<()> {
+    for (name, import) in component.component_type().imports(engine) {
+        if let ComponentItem::ComponentInstance(instance) = import.ty
+            && name.starts_with("wasi:")
+        {
+            let mut stubs = linker.instance(name)?;
+            for (export, item) in instance.exports(engine) {
+                stub(&mut stubs, name, export, &item.ty)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn stub(instance: &mut LinkerInstance<'_, HostState>, parent: &str, name: &str, item: &ComponentItem) -> wasmtime::Result<()> {
+    match item {
+        ComponentItem::ComponentFunc(_) if parent.starts_with("wasi:random/insecure-seed@") && name == "insecure-seed" => {
+            instance.func_wrap("insecure-seed", |_, (): ()| Ok((insecure_seed(),)))?;
+        }
+        ComponentItem::ComponentFunc(_) => {
+            let what = format!("{parent}#{name}");
+            instance.func_new(name, move |_, _, _, _| {
+                wasmtime::bail!("the plugin called {what}, but plugins get no WASI imports")
+            })?;
+        }
+        // One type for every stubbed resource keeps aliases between WASI
+        // interfaces (an output-stream used by wasi:cli/stdout) consistent.
+        ComponentItem::Resource(_) => instance.resource(name, ResourceType::host::<()>(), |_, _| Ok(()))?,
+        _ => {}
+    }
+    Ok(())
+}
+
+/// 128 bits for hash-map keys: std's RandomState is already seeded from the
+/// OS, so hashing with two of them gives fresh values without a syscall here.
+fn insecure_seed() -> (u64, u64) {
+    use std::hash::BuildHasher;
+    let state = std::collections::hash_map::RandomState::new();
+    (state.hash_one(1u8), state.hash_one(2u8))
+}
