@@ -220,11 +220,16 @@ pub fn create_veth(
     Ok((link, peer))
 }
 
-pub fn set(ns: &Netns, name: &str, change: &LinkChange) -> Result<Link> {
+/// Applies `change` in one RTM_NEWLINK, addressed by name (the kernel looks
+/// the link up itself) unless it is a rename, which needs the index.
+pub fn set(ns: &Netns, name: &str, change: &LinkChange) -> Result<()> {
     let doing = format!("changing link {name:?} ({}) in {}", describe_change(change), ns.label());
-    let link = require(ns, name).context(&doing)?;
     let mut message = LinkMessage::default();
-    message.header.index = link.index;
+    if change.name.is_some() {
+        message.header.index = require(ns, name).context(&doing)?.index;
+    } else {
+        message.attributes.push(LinkAttribute::IfName(name.to_string()));
+    }
     let mut flag = |wanted: Option<bool>, bit: LinkFlags| {
         if let Some(on) = wanted {
             message.header.change_mask |= bit;
@@ -260,9 +265,7 @@ pub fn set(ns: &Netns, name: &str, change: &LinkChange) -> Result<Link> {
         Some(Master::Detach) => message.attributes.push(LinkAttribute::Controller(0)),
         None => {}
     }
-    ns.route()?.execute(RouteNetlinkMessage::NewLink(message), 0, &doing)?;
-    let final_name = change.name.as_deref().unwrap_or(name);
-    require(ns, final_name).context(&doing)
+    ns.route()?.execute(RouteNetlinkMessage::NewLink(message), 0, &doing)
 }
 
 pub fn delete(ns: &Netns, name: &str) -> Result<()> {

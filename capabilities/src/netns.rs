@@ -24,6 +24,10 @@ use crate::netlink::RouteSocket;
 /// NSFS_MAGIC from linux/magic.h (not exported by nix).
 const NSFS_MAGIC: i64 = 0x6e73_6673;
 
+/// A namespace thread only calls setns and opens a socket or file; a small
+/// stack keeps its creation cheap (the default is 2 MiB).
+const THREAD_STACK: usize = 64 * 1024;
+
 /// A network namespace the host may act in.
 pub struct Netns {
     /// None for the host namespace: the process's own, which no thread of
@@ -59,12 +63,15 @@ impl Netns {
     /// (used to move links between namespaces without name clashes).
     pub fn temporary() -> Result<Self> {
         let file = std::thread::scope(|s| {
-            s.spawn(|| -> io::Result<File> {
-                unshare(CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
-                File::open("/proc/thread-self/ns/net")
-            })
-            .join()
-            .unwrap_or_else(|_| Err(io::Error::other("namespace thread panicked")))
+            std::thread::Builder::new()
+                .name("netns".into())
+                .stack_size(THREAD_STACK)
+                .spawn_scoped(s, || -> io::Result<File> {
+                    unshare(CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
+                    File::open("/proc/thread-self/ns/net")
+                })
+                .map_err(io::Error::from)
+                .and_then(|h| h.join().unwrap_or_else(|_| Err(io::Error::other("namespace thread panicked"))))
         })
         .map_err(|e| Error::from_io(&e, "creating a temporary netns (unshare)"))?;
         Ok(Netns { file: Some(file), host_file: OnceCell::new(), label: "temporary netns".into(), route: OnceCell::new() })
@@ -114,6 +121,7 @@ impl Netns {
         std::thread::scope(|s| {
             std::thread::Builder::new()
                 .name("netns".into())
+                .stack_size(THREAD_STACK)
                 .spawn_scoped(s, move || -> io::Result<T> {
                     setns(fd, CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
                     f()

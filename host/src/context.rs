@@ -54,11 +54,17 @@ impl Process {
         self.runtime.start_watchdog(deadline);
     }
 
+    /// The container namespace at `path` if it is already open.
+    pub fn open_container_ns(&self, path: &str) -> Option<Rc<Netns>> {
+        match &*self.container_ns.borrow() {
+            Some((open_path, ns)) if open_path == path => Some(ns.clone()),
+            _ => None,
+        }
+    }
+
     pub fn container_ns(&self, path: &str) -> cni_wasm_capabilities::Result<Rc<Netns>> {
-        if let Some((open_path, ns)) = &*self.container_ns.borrow()
-            && open_path == path
-        {
-            return Ok(ns.clone());
+        if let Some(ns) = self.open_container_ns(path) {
+            return Ok(ns);
         }
         let ns = Rc::new(Netns::open(path)?);
         *self.container_ns.borrow_mut() = Some((path.to_string(), ns.clone()));

@@ -2,6 +2,7 @@
 //! grant, call, and undo a failed ADD. Used for the plugin the runtime ran
 //! and, recursively, for in-process delegates.
 
+use std::mem::ManuallyDrop;
 use std::rc::Rc;
 
 use wasmtime::Store;
@@ -39,13 +40,18 @@ pub fn invoke(process: &Rc<Process>, plugin: &str, env: Environment, config: Req
     let command = env.command;
     let call = Rc::new(Call { plugin: plugin.to_string(), env, config, depth });
     let state = HostState::new(process.clone(), call.clone(), Grants::none(plugin));
-    let (mut store, bindings) = process
+    let (store, bindings) = process
         .runtime
         .instantiate(&loaded.component, state)
         .map_err(|e| CniError::internal(format!("{plugin}: instantiating the plugin: {e:#}")))?;
+    // A plugin process exits right after this call: tearing the store and
+    // component down (unmapping, re-protecting, freeing) would only delay
+    // the answer, so they are never dropped.
+    let mut store = ManuallyDrop::new(store);
+    let _component = ManuallyDrop::new(loaded.component);
     crate::timing::mark("instantiate");
     let guest = bindings.cni_wasm_plugin_plugin();
-    let manifest = guest.call_describe(&mut store).map_err(|trap| trapped(plugin, "describe", &trap, &store))?;
+    let manifest = guest.call_describe(&mut *store).map_err(|trap| trapped(plugin, "describe", &trap, &store))?;
     crate::timing::mark("describe");
 
     if command == Command::Version {
@@ -85,7 +91,7 @@ pub fn invoke(process: &Rc<Process>, plugin: &str, env: Environment, config: Req
             };
             match command {
                 Command::Add => {
-                    let outcome = guest.call_add(&mut store, &invocation);
+                    let outcome = guest.call_add(&mut *store, &invocation);
                     crate::timing::mark("plugin ADD");
                     let failure = match outcome {
                         Ok(Ok(result)) => match result_from_wit(result) {
@@ -98,13 +104,13 @@ pub fn invoke(process: &Rc<Process>, plugin: &str, env: Environment, config: Req
                     rollback(process, &mut store);
                     Err(failure)
                 }
-                Command::Del => finish(plugin, "DEL", guest.call_del(&mut store, &invocation), &store),
-                _ => finish(plugin, "CHECK", guest.call_check(&mut store, &invocation), &store),
+                Command::Del => finish(plugin, "DEL", guest.call_del(&mut *store, &invocation), &store),
+                _ => finish(plugin, "CHECK", guest.call_check(&mut *store, &invocation), &store),
             }
         }
         Command::Status => {
             let config_text = String::from_utf8_lossy(&config.raw).into_owned();
-            finish(plugin, "STATUS", guest.call_status(&mut store, &config_text), &store)
+            finish(plugin, "STATUS", guest.call_status(&mut *store, &config_text), &store)
         }
         Command::Gc => {
             let config_text = String::from_utf8_lossy(&config.raw).into_owned();
@@ -113,7 +119,7 @@ pub fn invoke(process: &Rc<Process>, plugin: &str, env: Environment, config: Req
                 .into_iter()
                 .map(|a| cni::Attachment { container_id: a.container_id, ifname: a.ifname })
                 .collect();
-            finish(plugin, "GC", guest.call_gc(&mut store, &config_text, &valid), &store)
+            finish(plugin, "GC", guest.call_gc(&mut *store, &config_text, &valid), &store)
         }
         Command::Version => unreachable!("answered above"),
     }

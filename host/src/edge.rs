@@ -61,6 +61,8 @@ fn run(plugin: &str, invoked_from: Option<PathBuf>, config_version: &mut Option<
     let env = Environment::from_process()?;
     let search: Vec<PathBuf> = invoked_from.into_iter().chain(env.path.iter().cloned()).collect();
     let process = Rc::new(Process::new(runtime, Registry::new(search), policy));
+    // Never dropped: the process exits right after answering.
+    std::mem::forget(process.clone());
 
     if env.command == Command::Version {
         let versions = versions(&process, plugin)?;

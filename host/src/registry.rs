@@ -75,8 +75,11 @@ impl Registry {
             Some(Source::Builtin(name)) => {
                 let artifact = builtin(name).expect("found above").artifact;
                 // SAFETY: the artifact was produced by our own build with the
-                // same engine configuration and is part of this executable.
-                let component = unsafe { Component::deserialize(runtime.engine(), artifact) }
+                // same engine configuration and is part of this executable:
+                // page-aligned, read-only and alive for the whole process, so
+                // wasmtime can use it in place (it only ever makes the code
+                // pages executable, never writable).
+                let component = unsafe { Component::deserialize_raw(runtime.engine(), std::ptr::NonNull::from(artifact)) }
                     .map_err(|e| CniError::internal(format!("loading built-in plugin {name}: {e:#}")))?;
                 Ok(Loaded { component, third_party: false })
             }

@@ -6,6 +6,7 @@
 //! is running (stores are created with an epoch deadline of one tick).
 
 use std::cell::RefCell;
+use std::collections::HashSet;
 use std::time::Instant;
 
 use wasmtime::component::types::ComponentItem;
@@ -18,16 +19,18 @@ use crate::context::HostState;
 pub struct Runtime {
     engine: Engine,
     linker: RefCell<Linker<HostState>>,
+    /// The interfaces already in the linker: each is added the first time
+    /// a component imports it, so a process pays only for what it uses.
+    linked: RefCell<HashSet<String>>,
 }
 
 impl Runtime {
     pub fn new() -> wasmtime::Result<Runtime> {
-        let engine = cni_wasm_engine::engine()?;
+        let engine = cni_wasm_engine::runtime_engine()?;
         let mut linker = Linker::new(&engine);
-        CniPlugin::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |state| state)?;
         // Each component's WASI stubs are (re)defined when it is loaded.
         linker.allow_shadowing(true);
-        Ok(Runtime { engine, linker: RefCell::new(linker) })
+        Ok(Runtime { engine, linker: RefCell::new(linker), linked: RefCell::new(HashSet::new()) })
     }
 
     pub fn engine(&self) -> &Engine {
@@ -38,7 +41,7 @@ impl Runtime {
     /// then interrupts guest code; it is never joined (the process ends).
     pub fn start_watchdog(&self, deadline: Instant) {
         let engine = self.engine.clone();
-        let _ = std::thread::Builder::new().name("deadline".into()).spawn(move || {
+        let _ = std::thread::Builder::new().name("deadline".into()).stack_size(64 * 1024).spawn(move || {
             std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
             engine.increment_epoch();
         });
@@ -50,31 +53,68 @@ impl Runtime {
         store.set_epoch_deadline(1);
         store.epoch_deadline_trap();
         let mut linker = self.linker.borrow_mut();
-        stub_wasi(&mut linker, component, &self.engine)?;
+        self.link(&mut linker, component)?;
         let plugin = CniPlugin::instantiate(&mut store, component, &linker)?;
         Ok((store, plugin))
+    }
+
+    /// Defines what `component` imports: our interfaces, and trapping stubs
+    /// for `wasi:*` (see [`stub_wasi`]). Anything else stays undefined, so
+    /// instantiation fails and names it.
+    fn link(&self, linker: &mut Linker<HostState>, component: &Component) -> wasmtime::Result<()> {
+        for (name, import) in component.component_type().imports(&self.engine) {
+            if let Some(interface) = name.strip_prefix("cni-wasm:plugin/") {
+                let interface = interface.split('@').next().unwrap_or(interface);
+                if self.linked.borrow_mut().insert(interface.to_string()) {
+                    add_interface(linker, interface)?;
+                }
+            } else if let ComponentItem::ComponentInstance(instance) = import.ty
+                && name.starts_with("wasi:")
+            {
+                let mut stubs = linker.instance(name)?;
+                for (export, item) in instance.exports(&self.engine) {
+                    stub(&mut stubs, name, export, &item.ty)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Adds one of our interfaces to the linker (bindgen generates one
+/// `add_to_linker` per interface).
+fn add_interface(linker: &mut Linker<HostState>, interface: &str) -> wasmtime::Result<()> {
+    use crate::bindings::cni_wasm::plugin as wit;
+    fn get(state: &mut HostState) -> &mut HostState {
+        state
+    }
+    match interface {
+        "types" => wit::types::add_to_linker::<_, HasSelf<HostState>>(linker, get),
+        "cni" => wit::cni::add_to_linker::<_, HasSelf<HostState>>(linker, get),
+        "logging" => wit::logging::add_to_linker::<_, HasSelf<HostState>>(linker, get),
+        "clock" => wit::clock::add_to_linker::<_, HasSelf<HostState>>(linker, get),
+        "namespaces" => wit::namespaces::add_to_linker::<_, HasSelf<HostState>>(linker, get),
+        "links" => wit::links::add_to_linker::<_, HasSelf<HostState>>(linker, get),
+        "addresses" => wit::addresses::add_to_linker::<_, HasSelf<HostState>>(linker, get),
+        "routes" => wit::routes::add_to_linker::<_, HasSelf<HostState>>(linker, get),
+        "rules" => wit::rules::add_to_linker::<_, HasSelf<HostState>>(linker, get),
+        "neighbours" => wit::neighbours::add_to_linker::<_, HasSelf<HostState>>(linker, get),
+        "sysctl" => wit::sysctl::add_to_linker::<_, HasSelf<HostState>>(linker, get),
+        "tc" => wit::tc::add_to_linker::<_, HasSelf<HostState>>(linker, get),
+        "netfilter" => wit::netfilter::add_to_linker::<_, HasSelf<HostState>>(linker, get),
+        "conntrack" => wit::conntrack::add_to_linker::<_, HasSelf<HostState>>(linker, get),
+        "state" => wit::state::add_to_linker::<_, HasSelf<HostState>>(linker, get),
+        "files" => wit::files::add_to_linker::<_, HasSelf<HostState>>(linker, get),
+        "delegation" => wit::delegation::add_to_linker::<_, HasSelf<HostState>>(linker, get),
+        // Not ours (a newer contract?): left undefined, instantiation says so.
+        _ => Ok(()),
     }
 }
 
 /// A Rust std guest imports wasi:cli stdio (through its libc) even if it
-/// never prints. Plugins get no WASI: every `wasi:*` import is defined as a
-/// function that traps, except `wasi:random/insecure-seed`, which std's
-/// HashMap needs for its hash keys. Any other unknown import fails
-/// instantiation.
-fn stub_wasi(linker: &mut Linker<HostState>, component: &Component, engine: &Engine) -> wasmtime::Result<()> {
-    for (name, import) in component.component_type().imports(engine) {
-        if let ComponentItem::ComponentInstance(instance) = import.ty
-            && name.starts_with("wasi:")
-        {
-            let mut stubs = linker.instance(name)?;
-            for (export, item) in instance.exports(engine) {
-                stub(&mut stubs, name, export, &item.ty)?;
-            }
-        }
-    }
-    Ok(())
-}
-
+/// never prints. Plugins get no WASI: every `wasi:*` import is a function
+/// that traps, except `wasi:random/insecure-seed`, which std's HashMap needs
+/// for its hash keys.
 fn stub(instance: &mut LinkerInstance<'_, HostState>, parent: &str, name: &str, item: &ComponentItem) -> wasmtime::Result<()> {
     match item {
         ComponentItem::ComponentFunc(_) if parent.starts_with("wasi:random/insecure-seed@") && name == "insecure-seed" => {

@@ -182,7 +182,7 @@ impl Host for HostState {
         Ok((link(created), link(peer)))
     }
 
-    fn set(&mut self, ns: Resource<NetnsHandle>, name: String, change: LinkChange) -> CallResult<Link> {
+    fn set(&mut self, ns: Resource<NetnsHandle>, name: String, change: LinkChange) -> CallResult<()> {
         self.require(Capability::Links, "links.set")?;
         let (which, ns) = self.netns(&ns)?;
         self.check_host_link(which, &name, "changing a link")?;
@@ -205,14 +205,14 @@ impl Host for HostState {
             name: change.name.clone(),
             alias: change.alias,
         };
-        let updated = native::set(&ns, &name, &native_change)?;
+        native::set(&ns, &name, &native_change)?;
         if let Some(new_name) = change.name.filter(|n| *n != name) {
             self.journal.rename_link(which, &name, &new_name);
             if which == Which::Host {
                 self.created_host_links.insert(new_name);
             }
         }
-        Ok(link(updated))
+        Ok(())
     }
 
     fn delete(&mut self, ns: Resource<NetnsHandle>, name: String) -> CallResult<()> {

@@ -1,0 +1,117 @@
+//! Running a CNI plugin binary as a runtime does: CNI_* environment, config
+//! on stdin, result or error JSON on stdout.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// One invocation's environment.
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    pub command: String,
+    pub container_id: String,
+    pub netns: String,
+    pub ifname: String,
+    pub args: String,
+    pub path: String,
+    /// Extra variables (CNI_WASM_*, or unsetting via empty values).
+    pub extra: Vec<(String, String)>,
+}
+
+impl Env {
+    pub fn new(command: &str, container_id: &str, netns: &str, ifname: &str, path: &Path) -> Env {
+        Env {
+            command: command.into(),
+            container_id: container_id.into(),
+            netns: netns.into(),
+            ifname: ifname.into(),
+            args: String::new(),
+            path: path.display().to_string(),
+            extra: Vec::new(),
+        }
+    }
+
+    pub fn with_command(&self, command: &str) -> Env {
+        Env { command: command.into(), ..self.clone() }
+    }
+}
+
+#[derive(Debug)]
+pub struct Outcome {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Outcome {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {:?}", self.stdout))
+    }
+
+    /// The CNI error code, for a failed run.
+    pub fn code(&self) -> u64 {
+        assert!(!self.success, "expected a failure, got {}", self.stdout);
+        self.json()["code"].as_u64().expect("error JSON has a code")
+    }
+}
+
+/// Runs `program` (a plugin binary, or a link to one) with a clean
+/// environment plus the CNI variables.
+pub fn run(program: &Path, env: &Env, stdin: &str) -> Outcome {
+    let mut command = Command::new(program);
+    command.env_clear().env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+    for (key, value) in [
+        ("CNI_COMMAND", &env.command),
+        ("CNI_CONTAINERID", &env.container_id),
+        ("CNI_NETNS", &env.netns),
+        ("CNI_IFNAME", &env.ifname),
+        ("CNI_ARGS", &env.args),
+        ("CNI_PATH", &env.path),
+    ] {
+        if !value.is_empty() {
+            command.env(key, value);
+        }
+    }
+    for (key, value) in &env.extra {
+        command.env(key, value);
+    }
+    command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = command.spawn().unwrap_or_else(|e| panic!("spawning {}: {e}", program.display()));
+    child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("writing stdin");
+    let output = child.wait_with_output().expect("waiting for plugin");
+    Outcome {
+        success: output.status.success(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// A directory with `cni-wasm install`ed into it (a fresh temp dir).
+pub struct Installation {
+    pub dir: PathBuf,
+}
+
+impl Installation {
+    pub fn new(tag: &str) -> Installation {
+        let dir = std::env::temp_dir().join(format!("cni-wasm-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let status = Command::new(crate::cni_wasm_binary())
+            .arg("install")
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .status()
+            .expect("running cni-wasm install");
+        assert!(status.success(), "cni-wasm install failed");
+        Installation { dir }
+    }
+
+    pub fn plugin(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}
+
+impl Drop for Installation {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
