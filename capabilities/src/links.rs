@@ -134,8 +134,12 @@ pub fn create(ns: &Netns, name: &str, kind: &LinkKind, options: &LinkOptions, pa
     message.attributes.push(LinkAttribute::IfName(name.to_string()));
     push_options(&mut message, options);
     let (info_kind, info_data, parent) = match kind {
-        LinkKind::Bridge { vlan_filtering } => {
-            (InfoKind::Bridge, Some(InfoData::Bridge(vec![InfoBridge::VlanFiltering(*vlan_filtering)])), None)
+        // Only ask for VLAN filtering when it is wanted: kernels built
+        // without CONFIG_BRIDGE_VLAN_FILTERING refuse the attribute even
+        // when it says "off".
+        LinkKind::Bridge { vlan_filtering: false } => (InfoKind::Bridge, None, None),
+        LinkKind::Bridge { vlan_filtering: true } => {
+            (InfoKind::Bridge, Some(InfoData::Bridge(vec![InfoBridge::VlanFiltering(true)])), None)
         }
         LinkKind::Macvlan { parent, mode, broadcast_queue_len } => {
             let mut data = vec![InfoMacVlan::Mode(match mode {

@@ -24,6 +24,7 @@ pub struct StateDir {
 }
 
 /// An exclusive flock, released when dropped (closing the file drops it).
+#[derive(Debug)]
 pub struct FileLock {
     _file: std::fs::File,
 }

@@ -21,6 +21,7 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     timing::start();
+    report_panics_as_cni_errors();
     let args: Vec<String> = std::env::args().collect();
     let invoked_as = args.first().map(PathBuf::from).unwrap_or_default();
     let name = invoked_as.file_name().and_then(|n| n.to_str()).unwrap_or("cni-wasm").to_string();
@@ -30,4 +31,17 @@ fn main() -> ExitCode {
     // Third-party `<name>.wasm` may sit next to the link we were run through.
     let invoked_from = invoked_as.parent().filter(|p| !p.as_os_str().is_empty()).map(Path::to_path_buf);
     edge::main(&name, invoked_from)
+}
+
+/// A panic is a bug in cni-wasm; the runtime still gets an error it can
+/// parse instead of an empty stdout.
+fn report_panics_as_cni_errors() {
+    std::panic::set_hook(Box::new(|info| {
+        let error = protocol::CniError::internal(format!("internal error in cni-wasm (please report it): {info}"));
+        let text = protocol::json::to_go_pretty(&error.to_json(None));
+        use std::io::Write;
+        let _ = std::io::stdout().write_all(text.as_bytes());
+        let _ = std::io::stdout().flush();
+        eprintln!("cni-wasm: {info}");
+    }));
 }

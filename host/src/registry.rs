@@ -9,6 +9,8 @@
 //!   runs inside the privileged host) into a root-only cache directory,
 //!   keyed by the component's SHA-256 and the engine's artifact format.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -45,6 +47,7 @@ pub enum Source {
     ThirdParty(PathBuf),
 }
 
+#[derive(Clone)]
 pub struct Loaded {
     pub component: Component,
     pub third_party: bool,
@@ -53,11 +56,14 @@ pub struct Loaded {
 pub struct Registry {
     /// Directories searched for `<type>.wasm` (and the compiler), in order.
     search: Vec<PathBuf>,
+    /// Components already loaded by this process. A built-in runs in place
+    /// from the binary, so its code must be registered with wasmtime once.
+    loaded: RefCell<HashMap<String, Loaded>>,
 }
 
 impl Registry {
     pub fn new(search: Vec<PathBuf>) -> Self {
-        Registry { search }
+        Registry { search, loaded: RefCell::new(HashMap::new()) }
     }
 
     pub fn find(&self, name: &str) -> Option<Source> {
@@ -71,6 +77,15 @@ impl Registry {
     }
 
     pub fn load(&self, runtime: &Runtime, name: &str, deadline: Instant) -> Result<Loaded, CniError> {
+        if let Some(loaded) = self.loaded.borrow().get(name) {
+            return Ok(loaded.clone());
+        }
+        let loaded = self.load_new(runtime, name, deadline)?;
+        self.loaded.borrow_mut().insert(name.to_string(), loaded.clone());
+        Ok(loaded)
+    }
+
+    fn load_new(&self, runtime: &Runtime, name: &str, deadline: Instant) -> Result<Loaded, CniError> {
         match self.find(name) {
             Some(Source::Builtin(name)) => {
                 let artifact = builtin(name).expect("found above").artifact;

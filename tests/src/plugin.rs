@@ -16,6 +16,9 @@ pub struct Env {
     pub path: String,
     /// Extra variables (CNI_WASM_*, or unsetting via empty values).
     pub extra: Vec<(String, String)>,
+    /// Run the plugin inside this named namespace, which then plays the
+    /// host: tests that change "host" links never touch the real host.
+    pub host_netns: Option<String>,
 }
 
 impl Env {
@@ -28,7 +31,13 @@ impl Env {
             args: String::new(),
             path: path.display().to_string(),
             extra: Vec::new(),
+            host_netns: None,
         }
+    }
+
+    pub fn var(mut self, key: &str, value: impl Into<String>) -> Env {
+        self.extra.push((key.to_string(), value.into()));
+        self
     }
 
     pub fn with_command(&self, command: &str) -> Env {
@@ -58,7 +67,14 @@ impl Outcome {
 /// Runs `program` (a plugin binary, or a link to one) with a clean
 /// environment plus the CNI variables.
 pub fn run(program: &Path, env: &Env, stdin: &str) -> Outcome {
-    let mut command = Command::new(program);
+    let mut command = match &env.host_netns {
+        Some(name) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", name]).arg(program);
+            c
+        }
+        None => Command::new(program),
+    };
     command.env_clear().env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
     for (key, value) in [
         ("CNI_COMMAND", &env.command),
@@ -77,7 +93,11 @@ pub fn run(program: &Path, env: &Env, stdin: &str) -> Outcome {
     }
     command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = command.spawn().unwrap_or_else(|e| panic!("spawning {}: {e}", program.display()));
-    child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("writing stdin");
+    // A plugin may rightly exit before reading stdin (bad environment).
+    match child.stdin.take().expect("stdin").write_all(stdin.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => panic!("writing stdin: {e}"),
+        _ => {}
+    }
     let output = child.wait_with_output().expect("waiting for plugin");
     Outcome {
         success: output.status.success(),
@@ -89,12 +109,13 @@ pub fn run(program: &Path, env: &Env, stdin: &str) -> Outcome {
 /// A directory with `cni-wasm install`ed into it (a fresh temp dir).
 pub struct Installation {
     pub dir: PathBuf,
+    _temp: crate::TempDir,
 }
 
 impl Installation {
     pub fn new(tag: &str) -> Installation {
-        let dir = std::env::temp_dir().join(format!("cni-wasm-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let temp = crate::TempDir::new(tag);
+        let dir = temp.path.clone();
         let status = Command::new(crate::cni_wasm_binary())
             .arg("install")
             .arg(&dir)
@@ -102,16 +123,21 @@ impl Installation {
             .status()
             .expect("running cni-wasm install");
         assert!(status.success(), "cni-wasm install failed");
-        Installation { dir }
+        Installation { dir, _temp: temp }
     }
 
     pub fn plugin(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
-}
 
-impl Drop for Installation {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+    /// Adds a third-party component as `<name>.wasm`, and a `<name>` link
+    /// to the host so the runtime can run it directly.
+    pub fn add_component(&self, name: &str, wasm: &Path) -> PathBuf {
+        std::fs::copy(wasm, self.dir.join(format!("{name}.wasm"))).expect("copying a component");
+        let link = self.dir.join(name);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink("cni-wasm", &link).expect("linking a plugin name");
+        link
     }
 }
+

@@ -39,23 +39,33 @@ impl cni_plugin_sdk::Plugin for HostLocal {
         let store = Store::lock(&conf.name)?;
         let mut requested = conf.requested.clone();
         let mut ips = Vec::new();
+        // Addresses this call reserved, given back if a later step fails
+        // (and only those: an earlier ADD's reservations stay).
+        let mut taken = Vec::new();
+        let give_back = |taken: &[IpAddr]| {
+            for ip in taken {
+                let _ = store.remove(*ip);
+            }
+        };
         for (index, set) in conf.ranges.iter().enumerate() {
             let wanted = requested.iter().position(|ip| config::set_contains(set, *ip)).map(|i| requested.remove(i));
             match allocator::allocate(&store, set, index, &call.container_id, &call.ifname, wanted) {
-                Ok(allocation) => ips.push(cni::IpConfig {
-                    interface_index: None,
-                    address: allocation.address.to_wit(),
-                    gateway: Some(ip_to_wit(allocation.gateway)),
-                }),
+                Ok(allocation) => {
+                    taken.push(allocation.address.addr);
+                    ips.push(cni::IpConfig {
+                        interface_index: None,
+                        address: allocation.address.to_wit(),
+                        gateway: Some(ip_to_wit(allocation.gateway)),
+                    });
+                }
                 Err(e) => {
-                    // Give back what this call took from earlier range sets.
-                    let _ = store.release(&call.container_id, &call.ifname);
+                    give_back(&taken);
                     return Err(internal(format!("failed to allocate for range {index}: {}", e.msg)));
                 }
             }
         }
         if !requested.is_empty() {
-            let _ = store.release(&call.container_id, &call.ifname);
+            give_back(&taken);
             let list: Vec<String> = requested.iter().map(IpAddr::to_string).collect();
             return Err(internal(format!("failed to allocate all requested IPs: {}", list.join(" "))));
         }

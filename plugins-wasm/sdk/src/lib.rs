@@ -78,7 +78,9 @@ pub fn install_panic_hook() {
     static INSTALLED: std::sync::Once = std::sync::Once::new();
     INSTALLED.call_once(|| {
         std::panic::set_hook(Box::new(|info| {
-            logging::log(logging::Level::Error, &format!("plugin panicked: {info}"));
+            let message = info.payload_as_str().unwrap_or("(no message)");
+            let location = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+            logging::log(logging::Level::Error, &format!("plugin panicked: {message}{location}"));
         }));
     });
 }

@@ -1,0 +1,142 @@
+//! probe: a plugin for the host's own tests. Its config's `probe.steps` say
+//! what to do on ADD, in order; the tests check what the host allowed,
+//! refused, stopped or rolled back. It declares links, addresses, sysctl and
+//! delegation, but not routes.
+
+use cni_plugin_sdk::config::{self, no_dns};
+use cni_plugin_sdk::error::{Result, internal};
+use cni_plugin_sdk::ipam::{self, no_change};
+use cni_plugin_sdk::links::{self, LinkKind, LinkOptions};
+use cni_plugin_sdk::net::ip_to_wit;
+use cni_plugin_sdk::routes::{self, AddMode, RouteSpec};
+use cni_plugin_sdk::{Capability, CniResult, Invocation, Manifest, addresses, namespaces, sysctl, types};
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Conf {
+    probe: Probe,
+    ipam: Option<cni_plugin_sdk::config::IpamConf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct Probe {
+    steps: Vec<String>,
+    /// A host link to try to change (`change-host-link`).
+    host_link: String,
+}
+
+struct ProbePlugin;
+
+impl cni_plugin_sdk::Plugin for ProbePlugin {
+    fn manifest() -> Manifest {
+        cni_plugin_sdk::manifest(&[Capability::Links, Capability::Addresses, Capability::Sysctl, Capability::Delegation])
+    }
+
+    fn add(call: &Invocation) -> Result<CniResult> {
+        let conf: Conf = config::parse(&call.config)?;
+        let mut result = CniResult { interfaces: Vec::new(), ips: Vec::new(), routes: Vec::new(), dns: no_dns() };
+        for step in &conf.probe.steps {
+            match step.as_str() {
+                // Delegates to ipam.type and returns its result.
+                "delegate" => {
+                    let ipam_type = conf.ipam.as_ref().map(|i| i.plugin_type.clone()).unwrap_or_default();
+                    result = ipam::exec_add(&ipam_type)?;
+                }
+                // A dummy-free way to create something: a veth pair inside
+                // the container namespace.
+                "create-container-veth" => {
+                    let ns = namespaces::container()?;
+                    links::create_veth(&ns, "probe0", &options(), &ns, "probe1", &options())?;
+                }
+                // A veth from the container into the host namespace.
+                "create-host-veth" => {
+                    let ns = namespaces::container()?;
+                    let host = namespaces::host();
+                    links::create_veth(&ns, "probe0", &options(), &host, &format!("pr{}", &call.container_id), &options())?;
+                }
+                "add-container-address" => {
+                    let ns = namespaces::container()?;
+                    let address = types::IpNetwork { address: ip_to_wit("10.123.0.1".parse().unwrap()), prefix_len: 24 };
+                    addresses::add(&ns, "probe0", address)?;
+                }
+                // Routes are not in the manifest: the host must refuse.
+                "add-route" => {
+                    let ns = namespaces::container()?;
+                    let spec = RouteSpec {
+                        destination: types::IpNetwork { address: ip_to_wit("10.124.0.0".parse().unwrap()), prefix_len: 16 },
+                        gateway: None,
+                        link: Some("probe0".into()),
+                        source: None,
+                        table: None,
+                        scope: None,
+                        priority: None,
+                        mtu: None,
+                        advmss: None,
+                    };
+                    routes::add(&ns, &spec, AddMode::Exclusive)?;
+                }
+                // A host link the config does not name: the host must refuse.
+                "change-host-link" => {
+                    let host = namespaces::host();
+                    let change = links::LinkChange { mtu: Some(1280), ..no_change() };
+                    links::set(&host, &conf.probe.host_link, &change)?;
+                }
+                // Any host link the config does not name: refused.
+                "change-unnamed-host-link" => {
+                    let host = namespaces::host();
+                    let unnamed = links::dump(&host)?
+                        .into_iter()
+                        .find(|l| l.name != "lo" && !call.config.contains(&l.name))
+                        .ok_or_else(|| internal("probe: no unnamed host link to try"))?;
+                    let change = links::LinkChange { mtu: Some(1280), ..no_change() };
+                    links::set(&host, &unnamed.name, &change)?;
+                }
+                "write-host-sysctl" => {
+                    sysctl::set(&namespaces::host(), "net/ipv4/ip_forward", "1")?;
+                }
+                "create-host-bridge" => {
+                    let host = namespaces::host();
+                    links::create(&host, &format!("pb{}", &call.container_id), &LinkKind::Bridge(links::BridgeOptions { vlan_filtering: false }), &options(), None)?;
+                }
+                "fail" => return Err(internal("probe: failing as asked")),
+                "spin" => {
+                    let mut n: u64 = 0;
+                    loop {
+                        n = n.wrapping_add(1);
+                        std::hint::black_box(n);
+                    }
+                }
+                "allocate" => {
+                    let mut hoard: Vec<Vec<u8>> = Vec::new();
+                    loop {
+                        hoard.push(vec![1u8; 1 << 20]);
+                        std::hint::black_box(&hoard);
+                    }
+                }
+                "panic" => panic!("probe: panicking as asked"),
+                other => return Err(internal(format!("probe: unknown step {other:?}"))),
+            }
+        }
+        Ok(result)
+    }
+
+    fn del(call: &Invocation) -> Result<()> {
+        let conf: Conf = config::parse(&call.config)?;
+        if let Some(ipam) = conf.ipam.filter(|i| !i.plugin_type.is_empty()) {
+            ipam::exec_del(&ipam.plugin_type)?;
+        }
+        Ok(())
+    }
+
+    fn check(_call: &Invocation) -> Result<()> {
+        Ok(())
+    }
+}
+
+fn options() -> LinkOptions {
+    LinkOptions { mtu: None, mac: None, tx_queue_len: None }
+}
+
+cni_plugin_sdk::plugin!(ProbePlugin);

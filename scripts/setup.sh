@@ -1,0 +1,23 @@
+#!/bin/sh
+# Installs what building, demonstrating and testing cni-wasm needs on a
+# Debian machine (run as root; idempotent):
+#   - the wasm32-wasip2 Rust target the plugins are built for;
+#   - iproute2, and the reference plugins (containernetworking-plugins) the
+#     tests and the benchmark compare against;
+#   - jq, for the demo's small runtime.
+set -eu
+
+if ! rustup target list --installed | grep -qx wasm32-wasip2; then
+    rustup target add wasm32-wasip2
+fi
+
+missing=
+for package in iproute2 containernetworking-plugins jq; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing="$missing $package"
+done
+if [ -n "$missing" ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # shellcheck disable=SC2086
+    apt-get install -y -qq --no-install-recommends $missing
+fi

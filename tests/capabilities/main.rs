@@ -1,0 +1,175 @@
+//! The native capability layer on a real kernel: what the host's WIT
+//! bindings call after their policy checks.
+
+use std::net::IpAddr;
+
+use cni_wasm_capabilities::addresses::{self, Family};
+use cni_wasm_capabilities::links::{self, LinkChange, LinkKind, LinkOptions};
+use cni_wasm_capabilities::net::IpNetwork;
+use cni_wasm_capabilities::netns::Netns as Namespace;
+use cni_wasm_capabilities::routes::{self, AddMode, RouteFilter, RouteSpec};
+use cni_wasm_capabilities::state::StateDir;
+use cni_wasm_capabilities::{ErrorKind, sysctl};
+use cni_wasm_tests::netns::Netns;
+use cni_wasm_tests::{TempDir, link_names, require_root};
+
+fn open(ns: &Netns) -> Namespace {
+    Namespace::open(&ns.path()).expect("opening a test netns")
+}
+
+fn thread_netns() -> std::path::PathBuf {
+    std::fs::read_link("/proc/thread-self/ns/net").unwrap()
+}
+
+#[test]
+fn a_veth_pair_is_created_across_namespaces_in_one_call_and_no_thread_moves() {
+    require_root();
+    let (a, b) = (Netns::new("cap-veth-a"), Netns::new("cap-veth-b"));
+    let before = thread_netns();
+    let (ns_a, ns_b) = (open(&a), open(&b));
+    let (link, peer) = links::create_veth(&ns_a, "eth0", &LinkOptions { mtu: Some(1400), ..Default::default() }, &ns_b, "vethpeer", &LinkOptions::default()).unwrap();
+    assert_eq!((link.name.as_str(), link.mtu, link.kind.as_deref()), ("eth0", 1400, Some("veth")));
+    assert_eq!(peer.name, "vethpeer");
+    assert_eq!(link_names(&a), ["lo", "eth0"]);
+    assert_eq!(link_names(&b), ["lo", "vethpeer"]);
+    assert_eq!(thread_netns(), before, "the calling thread never changes namespace");
+
+    links::set(&ns_a, "eth0", &LinkChange { up: Some(true), mac: Some(vec![0x02, 0, 0, 0, 0, 0x42]), ..Default::default() }).unwrap();
+    let eth0 = links::require(&ns_a, "eth0").unwrap();
+    assert!(eth0.up);
+    assert_eq!(links::format_mac(eth0.mac.as_deref().unwrap()), "02:00:00:00:00:42");
+    links::delete(&ns_a, "eth0").unwrap();
+    assert_eq!(link_names(&b), ["lo"], "deleting one end deletes the pair");
+}
+
+#[test]
+fn errors_say_what_failed_and_classify_the_errno() {
+    require_root();
+    let a = Netns::new("cap-errors");
+    let ns = open(&a);
+    let error = links::set(&ns, "nope0", &LinkChange { up: Some(true), ..Default::default() }).unwrap_err();
+    assert_eq!(error.kind, ErrorKind::NotFound);
+    assert!(error.message.contains("\"nope0\"") && error.message.contains(&a.path()), "{}", error.message);
+    let error = links::delete(&ns, "nope0").unwrap_err();
+    assert_eq!((error.kind, error.errno), (ErrorKind::NotFound, Some(libc_enodev())));
+    links::create_veth(&ns, "x0", &LinkOptions::default(), &ns, "x1", &LinkOptions::default()).unwrap();
+    let error = links::create_veth(&ns, "x0", &LinkOptions::default(), &ns, "x2", &LinkOptions::default()).unwrap_err();
+    assert_eq!(error.kind, ErrorKind::AlreadyExists);
+}
+
+fn libc_enodev() -> i32 {
+    19
+}
+
+#[test]
+fn link_types_the_kernel_lacks_are_unsupported_with_the_kernels_reason() {
+    require_root();
+    let a = Netns::new("cap-kinds");
+    let ns = open(&a);
+    for (name, kind) in [("d0", LinkKind::Dummy), ("vrf0", LinkKind::Vrf { table: 10 })] {
+        match links::create(&ns, name, &kind, &LinkOptions::default(), None) {
+            Ok(link) => assert_eq!(link.name, name),
+            Err(error) => {
+                println!("this kernel lacks {name}'s link type: {}", error.message);
+                assert_eq!(error.kind, ErrorKind::Unsupported, "{}", error.message);
+                assert!(error.message.contains("Unknown device type"), "the kernel's extended ack: {}", error.message);
+            }
+        }
+    }
+}
+
+#[test]
+fn addresses_and_routes_round_trip() {
+    require_root();
+    let a = Netns::new("cap-addr");
+    let ns = open(&a);
+    links::create_veth(&ns, "eth0", &LinkOptions::default(), &ns, "eth1", &LinkOptions::default()).unwrap();
+    links::set(&ns, "eth0", &LinkChange { up: Some(true), ..Default::default() }).unwrap();
+    let address: IpNetwork = "10.70.0.5/24".parse().unwrap();
+    addresses::add(&ns, "eth0", address).unwrap();
+    assert_eq!(addresses::add(&ns, "eth0", address).unwrap_err().kind, ErrorKind::AlreadyExists);
+    let listed = addresses::dump(&ns, Some("eth0"), Some(Family::V4)).unwrap();
+    assert_eq!(listed.iter().map(|a| a.address).collect::<Vec<_>>(), [address]);
+    let shown = a.ip_json(&["addr", "show", "eth0"]);
+    assert_eq!(shown[0]["addr_info"][0]["broadcast"], "10.70.0.255", "IPv4 gets its broadcast, like iproute2");
+
+    let route = RouteSpec {
+        destination: Some("10.71.0.0/16".parse().unwrap()),
+        gateway: Some("10.70.0.1".parse::<IpAddr>().unwrap()),
+        link: Some("eth0".into()),
+        ..Default::default()
+    };
+    routes::add(&ns, &route, AddMode::Exclusive).unwrap();
+    let found = routes::dump(&ns, &RouteFilter { link: Some("eth0".into()), ..Default::default() }).unwrap();
+    assert!(found.iter().any(|r| r.destination.to_string() == "10.71.0.0/16" && r.gateway == route.gateway));
+    assert_eq!(routes::lookup(&ns, "10.71.3.4".parse().unwrap()).unwrap().gateway, route.gateway);
+    routes::delete(&ns, &route).unwrap();
+    addresses::delete(&ns, "eth0", address).unwrap();
+    assert!(addresses::dump(&ns, Some("eth0"), Some(Family::V4)).unwrap().is_empty());
+}
+
+#[test]
+fn a_link_moves_between_namespaces_through_a_temporary_one() {
+    require_root();
+    let (a, b) = (Netns::new("cap-move-a"), Netns::new("cap-move-b"));
+    let (ns_a, ns_b) = (open(&a), open(&b));
+    links::create_veth(&ns_a, "dev0", &LinkOptions::default(), &ns_a, "dev1", &LinkOptions::default()).unwrap();
+    // "dev1" also exists in b: the rename happens where it cannot clash.
+    links::create_veth(&ns_b, "dev1", &LinkOptions::default(), &ns_b, "other", &LinkOptions::default()).unwrap();
+    let moved = links::move_to(&ns_a, "dev0", &ns_b, "eth0").unwrap();
+    assert_eq!(moved.name, "eth0");
+    assert_eq!(link_names(&a), ["lo", "dev1"]);
+    assert!(link_names(&b).contains(&"eth0".to_string()));
+    // Moving onto a taken name fails and leaves the link where it was.
+    assert!(links::move_to(&ns_a, "dev1", &ns_b, "other").is_err());
+    assert_eq!(link_names(&a), ["lo", "dev1"]);
+}
+
+#[test]
+fn sysctls_are_per_namespace_and_confined_to_net() {
+    require_root();
+    let a = Netns::new("cap-sysctl");
+    let ns = open(&a);
+    let host_forwarding = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap();
+    sysctl::set(&ns, "net/ipv4/ip_forward", "1").unwrap();
+    assert_eq!(sysctl::get(&ns, "net/ipv4/ip_forward").unwrap(), "1");
+    assert_eq!(a.exec("cat", &["/proc/sys/net/ipv4/ip_forward"]).trim(), "1");
+    assert_eq!(std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap(), host_forwarding);
+    for bad in ["kernel/hostname", "net/../kernel/hostname", "/net/ipv4/ip_forward", "net//x"] {
+        assert_eq!(sysctl::set(&ns, bad, "x").unwrap_err().kind, ErrorKind::InvalidArgument, "{bad}");
+    }
+}
+
+#[test]
+fn the_state_store_stays_inside_its_directory() {
+    require_root();
+    let outside = TempDir::new("cap-state-outside");
+    let root = TempDir::new("cap-state");
+    let store = StateDir::open(&root.path).unwrap();
+    store.create("net/10.0.0.2", b"c1\r\neth0").unwrap();
+    assert_eq!(store.create("net/10.0.0.2", b"c2").unwrap_err().kind, ErrorKind::AlreadyExists);
+    assert_eq!(store.read("net/10.0.0.2").unwrap().unwrap(), b"c1\r\neth0");
+    store.replace("net/last", b"10.0.0.2").unwrap();
+    assert_eq!(store.files("net").unwrap(), ["10.0.0.2", "last"]);
+    for bad in ["../x", "/etc/passwd", "net/../../x", ""] {
+        assert_eq!(store.read(bad).unwrap_err().kind, ErrorKind::InvalidArgument, "{bad:?}");
+    }
+    // A symlink pointing out of the store is not followed.
+    std::os::unix::fs::symlink(&outside.path, root.join("escape")).unwrap();
+    assert!(store.create("escape/planted", b"x").is_err());
+    assert!(!outside.join("planted").exists());
+    assert!(store.remove("net/10.0.0.2").unwrap());
+    assert!(!store.remove("net/10.0.0.2").unwrap());
+}
+
+#[test]
+fn a_state_lock_excludes_other_holders_until_dropped() {
+    require_root();
+    let root = TempDir::new("cap-lock");
+    let (one, two) = (StateDir::open(&root.path).unwrap(), StateDir::open(&root.path).unwrap());
+    let soon = || std::time::Instant::now() + std::time::Duration::from_millis(200);
+    let held = one.lock("net/lock", soon()).unwrap();
+    assert_eq!(two.lock("net/lock", soon()).unwrap_err().kind, ErrorKind::Timeout);
+    drop(held);
+    assert!(two.lock("net/lock", soon()).is_ok());
+}

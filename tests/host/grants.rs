@@ -1,0 +1,93 @@
+//! Grants: a plugin can do only what its manifest declares and the admin's
+//! policy allows, and in the host namespace only to objects its request
+//! names or it created. A refused call makes no change.
+
+use cni_wasm_tests::netns::Netns;
+use cni_wasm_tests::plugin::{Env, Installation, run};
+use cni_wasm_tests::{Probe, TempDir, link_names};
+use serde_json::json;
+
+const EVERYTHING: &[&str] = &["links", "addresses", "routes", "sysctl", "delegation", "state", "files"];
+
+#[test]
+fn a_third_party_plugin_without_a_policy_entry_gets_nothing() {
+    let probe = Probe::new("grant-none", json!({}));
+    let ns = Netns::new("grant-none");
+    let out = run(&probe.plugin, &probe.env("ADD", "c1", &ns.path()), &Probe::config(&["create-container-veth"], json!({})));
+    assert!(!out.success);
+    let msg = out.json()["msg"].as_str().unwrap().to_string();
+    assert!(msg.contains("not granted the \"links\" capability") && msg.contains("policy.json"), "{msg}");
+    assert_eq!(link_names(&ns), ["lo"]);
+}
+
+#[test]
+fn a_call_outside_the_manifest_is_refused_even_if_the_policy_allows_it() {
+    // The probe does not declare routes; the policy grants everything.
+    let probe = Probe::new("grant-manifest", json!({"plugins": {"probe": {"capabilities": EVERYTHING}}}));
+    let ns = Netns::new("grant-manifest");
+    let steps = ["create-container-veth", "add-route"];
+    let out = run(&probe.plugin, &probe.env("ADD", "c1", &ns.path()), &Probe::config(&steps, json!({})));
+    assert!(!out.success);
+    assert!(out.json()["msg"].as_str().unwrap().contains("not granted the \"routes\" capability"), "{}", out.stdout);
+    // ...and the ADD's veth was rolled back.
+    assert_eq!(link_names(&ns), ["lo"]);
+}
+
+#[test]
+fn host_links_the_request_does_not_name_are_out_of_reach() {
+    let probe = Probe::new("grant-host-link", json!({"plugins": {"probe": {"capabilities": EVERYTHING}}}));
+    let host = Netns::new("grant-fake-host");
+    host.exec("ip", &["link", "add", "bystander0", "type", "veth", "peer", "name", "bystander1"]);
+    let container = Netns::new("grant-container");
+    let env = Env { host_netns: Some(host.name.clone()), ..probe.env("ADD", "c1", &container.path()) };
+    let out = run(&probe.plugin, &env, &Probe::config(&["change-unnamed-host-link"], json!({})));
+    assert!(!out.success);
+    let msg = out.json()["msg"].as_str().unwrap().to_string();
+    assert!(msg.contains("not named by the request config"), "{msg}");
+    let mtu = host.ip_json(&["link", "show", "bystander0"])[0]["mtu"].clone();
+    assert_eq!(mtu, 1500, "the bystander link is unchanged");
+
+    // Named in the request, the same link may be changed.
+    let named = Probe::config(&["change-host-link"], json!({"probe": {"steps": ["change-host-link"], "hostLink": "bystander0"}}));
+    assert!(run(&probe.plugin, &env, &named).success);
+    assert_eq!(host.ip_json(&["link", "show", "bystander0"])[0]["mtu"], 1280);
+}
+
+#[test]
+fn global_host_sysctls_need_the_manifest() {
+    let probe = Probe::new("grant-sysctl", json!({"plugins": {"probe": {"capabilities": EVERYTHING}}}));
+    let host = Netns::new("grant-sysctl-host");
+    let container = Netns::new("grant-sysctl-container");
+    let env = Env { host_netns: Some(host.name.clone()), ..probe.env("ADD", "c1", &container.path()) };
+    let out = run(&probe.plugin, &env, &Probe::config(&["write-host-sysctl"], json!({})));
+    assert!(out.json()["msg"].as_str().unwrap().contains("manifest does not list it"), "{}", out.stdout);
+    assert_eq!(host.exec("cat", &["/proc/sys/net/ipv4/ip_forward"]).trim(), "0");
+}
+
+#[test]
+fn the_policy_can_narrow_a_built_in_plugin() {
+    cni_wasm_tests::require_root();
+    let install = Installation::new("grant-builtin");
+    let policy = TempDir::new("grant-builtin");
+    std::fs::write(policy.join("policy.json"), json!({"plugins": {"host-local": {"capabilities": ["files"]}}}).to_string()).unwrap();
+    let store = TempDir::new("grant-builtin-store");
+    let ns = Netns::new("grant-builtin");
+    let conf = json!({"cniVersion": "1.0.0", "name": "narrow", "type": "bridge",
+                      "ipam": {"type": "host-local", "dataDir": store.display(), "subnet": "10.60.0.0/24"}});
+    let env = Env::new("ADD", "c1", &ns.path(), "eth0", &install.dir).var("CNI_WASM_POLICY", policy.join("policy.json").display().to_string());
+    let out = run(&install.plugin("host-local"), &env, &conf.to_string());
+    assert!(out.json()["msg"].as_str().unwrap().contains("not granted the \"state\" capability"), "{}", out.stdout);
+    assert!(!store.join("narrow").exists(), "nothing was written");
+}
+
+#[test]
+fn an_invalid_policy_file_is_a_clear_error() {
+    cni_wasm_tests::require_root();
+    let install = Installation::new("grant-bad-policy");
+    let policy = TempDir::new("grant-bad-policy");
+    std::fs::write(policy.join("policy.json"), "{not json").unwrap();
+    let ns = Netns::new("grant-bad-policy");
+    let env = Env::new("ADD", "c1", &ns.path(), "lo", &install.dir).var("CNI_WASM_POLICY", policy.join("policy.json").display().to_string());
+    let out = run(&install.plugin("loopback"), &env, r#"{"cniVersion":"1.0.0","name":"n","type":"loopback"}"#);
+    assert!(out.json()["msg"].as_str().unwrap().contains("invalid policy file"), "{}", out.stdout);
+}
