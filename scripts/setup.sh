@@ -4,6 +4,9 @@
 #   - the wasm32-wasip2 Rust target the plugins are built for;
 #   - iproute2, and the reference plugins (containernetworking-plugins) the
 #     tests and the benchmark compare against;
+#   - nftables, iptables and conntrack, which the netfilter capability drives
+#     and the tests inspect; iputils-ping for connectivity tests;
+#   - Go and libcni (golang-github-appc-cni-dev) for the libcni interop test;
 #   - jq, for the demo's small runtime.
 set -eu
 
@@ -12,7 +15,8 @@ if ! rustup target list --installed | grep -qx wasm32-wasip2; then
 fi
 
 missing=
-for package in iproute2 containernetworking-plugins jq; do
+for package in iproute2 containernetworking-plugins jq nftables iptables conntrack iputils-ping \
+               golang-go golang-github-appc-cni-dev; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing="$missing $package"
 done
 if [ -n "$missing" ]; then

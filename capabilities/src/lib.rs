@@ -10,6 +10,7 @@
 //! thread that outlives a call ever changes namespace.
 
 pub mod addresses;
+pub mod conntrack;
 pub mod error;
 pub mod files;
 pub mod links;
