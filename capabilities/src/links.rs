@@ -1,10 +1,11 @@
 //! Links (RTM_NEWLINK / DELLINK / GETLINK), addressed by name.
 
 use netlink_packet_route::link::{
-    InfoBridge, InfoData, InfoIpVlan, InfoKind, InfoMacVlan, InfoVeth, InfoVlan, InfoVrf, IpVlanMode as NlIpVlanMode,
-    LinkAttribute, LinkFlags, LinkInfo, LinkMessage, MacVlanMode as NlMacVlanMode, State,
+    AfSpecBridge, BridgeVlanInfo, BridgeVlanInfoFlags, InfoBridge, InfoBridgePort, InfoData, InfoIpVlan, InfoKind,
+    InfoMacVlan, InfoPortData, InfoPortKind, InfoVeth, InfoVlan, InfoVrf, IpVlanMode as NlIpVlanMode, LinkAttribute,
+    LinkExtentMask, LinkFlags, LinkInfo, LinkMessage, MacVlanMode as NlMacVlanMode, State,
 };
-use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
 
 use crate::error::{Context, Error, ErrorKind, Result};
@@ -314,6 +315,100 @@ fn set_netns(ns: &Netns, index: u32, to: &Netns) -> Result<()> {
     message.header.index = index;
     message.attributes.push(LinkAttribute::NetNsFd(std::os::fd::AsRawFd::as_raw_fd(&to.fd()?)));
     ns.route()?.execute(RouteNetlinkMessage::NewLink(message), 0, &doing)
+}
+
+/// Bridge-port flags; `None` leaves a flag alone.
+#[derive(Debug, Clone, Default)]
+pub struct BridgePort {
+    pub hairpin: Option<bool>,
+    pub isolated: Option<bool>,
+}
+
+/// Sets the flags of a link enslaved to a bridge, as `ip link set NAME type
+/// bridge_slave hairpin on isolated off` does (IFLA_INFO_SLAVE_DATA).
+pub fn set_bridge_port(ns: &Netns, name: &str, port: &BridgePort) -> Result<()> {
+    let doing = format!("setting bridge-port flags {port:?} of {name:?} in {}", ns.label());
+    let mut flags = Vec::new();
+    if let Some(on) = port.hairpin {
+        flags.push(InfoBridgePort::HairpinMode(on));
+    }
+    if let Some(on) = port.isolated {
+        flags.push(InfoBridgePort::Isolated(on));
+    }
+    if flags.is_empty() {
+        return Ok(());
+    }
+    let mut message = LinkMessage::default();
+    message.attributes.push(LinkAttribute::IfName(name.to_string()));
+    message.attributes.push(LinkAttribute::LinkInfo(vec![
+        LinkInfo::PortKind(InfoPortKind::Bridge),
+        LinkInfo::PortData(InfoPortData::BridgePort(flags)),
+    ]));
+    ns.route()?.execute(RouteNetlinkMessage::NewLink(message), 0, &doing)
+}
+
+/// One VLAN of a bridge port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BridgeVlan {
+    pub id: u16,
+    pub pvid: bool,
+    pub untagged: bool,
+}
+
+/// The VLANs of a bridge port (`bridge vlan show dev NAME`).
+pub fn bridge_vlans(ns: &Netns, name: &str) -> Result<Vec<BridgeVlan>> {
+    let doing = format!("listing bridge VLANs of {name:?} in {}", ns.label());
+    let index = require(ns, name).context(&doing)?.index;
+    let mut request = LinkMessage::default();
+    request.header.interface_family = AddressFamily::Bridge;
+    request.attributes.push(LinkAttribute::ExtMask(vec![LinkExtentMask::Brvlan]));
+    let replies = ns.route()?.dump(RouteNetlinkMessage::GetLink(request), &doing)?;
+    let mut vlans = Vec::new();
+    for reply in replies {
+        let RouteNetlinkMessage::NewLink(message) = reply else { continue };
+        if message.header.index != index {
+            continue;
+        }
+        for attribute in &message.attributes {
+            if let LinkAttribute::AfSpecBridge(entries) = attribute {
+                for entry in entries {
+                    if let AfSpecBridge::VlanInfo(info) = entry {
+                        vlans.push(BridgeVlan {
+                            id: info.vid,
+                            pvid: info.flags.contains(BridgeVlanInfoFlags::Pvid),
+                            untagged: info.flags.contains(BridgeVlanInfoFlags::Untagged),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    Ok(vlans)
+}
+
+/// `bridge vlan add dev NAME vid ID [pvid] [untagged]` (needs a kernel with
+/// bridge VLAN filtering).
+pub fn add_bridge_vlan(ns: &Netns, name: &str, vlan: BridgeVlan) -> Result<()> {
+    let doing = format!("adding VLAN {} to bridge port {name:?} in {}", vlan.id, ns.label());
+    let mut flags = BridgeVlanInfoFlags::empty();
+    flags.set(BridgeVlanInfoFlags::Pvid, vlan.pvid);
+    flags.set(BridgeVlanInfoFlags::Untagged, vlan.untagged);
+    let message = vlan_message(ns, name, flags, vlan.id, &doing)?;
+    ns.route()?.execute(RouteNetlinkMessage::SetLink(message), 0, &doing)
+}
+
+pub fn delete_bridge_vlan(ns: &Netns, name: &str, id: u16) -> Result<()> {
+    let doing = format!("deleting VLAN {id} from bridge port {name:?} in {}", ns.label());
+    let message = vlan_message(ns, name, BridgeVlanInfoFlags::empty(), id, &doing)?;
+    ns.route()?.execute(RouteNetlinkMessage::DelLink(message), 0, &doing)
+}
+
+fn vlan_message(ns: &Netns, name: &str, flags: BridgeVlanInfoFlags, vid: u16, doing: &str) -> Result<LinkMessage> {
+    let mut message = LinkMessage::default();
+    message.header.interface_family = AddressFamily::Bridge;
+    message.header.index = require(ns, name).context(doing)?.index;
+    message.attributes.push(LinkAttribute::AfSpecBridge(vec![AfSpecBridge::VlanInfo(BridgeVlanInfo { flags, vid })]));
+    Ok(message)
 }
 
 /// IFNAMSIZ - 1 bytes, no '/', ':' or whitespace, not "." or "..".

@@ -10,6 +10,7 @@ use wasmtime::Store;
 use crate::bindings::cni_wasm::plugin::cni;
 use crate::context::{Call, HostState, Process};
 use crate::imports::convert::{result_from_wit, result_to_wit};
+use crate::imports::namespaces::Which;
 use crate::journal::Entry;
 use crate::log::log_at;
 use crate::policy::Grants;
@@ -165,11 +166,24 @@ fn trapped(plugin: &str, verb: &str, trap: &wasmtime::Error, store: &Store<HostS
 }
 
 /// Undoes what a failed ADD created, newest first; keeps going past errors
-/// and logs each one.
+/// and logs each one. Host links the request config names (a bridge) and
+/// their addresses (its gateway) are shared by the network's attachments,
+/// so they stay even if this ADD created them: a concurrent ADD may already
+/// use them.
 fn rollback(process: &Rc<Process>, store: &mut Store<HostState>) {
     let state = store.data_mut();
     let plugin = state.grants.plugin.clone();
     for entry in state.journal.take_for_rollback() {
+        let shared_link = match &entry {
+            Entry::LinkCreated { ns: Which::Host, name } => Some(name.as_str()),
+            Entry::AddressAdded { ns: Which::Host, link, .. } => Some(link.as_str()),
+            Entry::RouteAdded { ns: Which::Host, route } => route.link.as_deref(),
+            _ => None,
+        };
+        if shared_link.is_some_and(|link| state.grants.names_host_link(link)) {
+            log_at!(Debug, &plugin, "rollback keeps shared {entry:?}");
+            continue;
+        }
         let outcome = match &entry {
             Entry::LinkCreated { ns, name } => state
                 .namespace(*ns)

@@ -23,7 +23,9 @@ impl HostState {
     /// Host-namespace links may only be changed when they are this
     /// invocation's to change (see the module docs).
     pub fn check_host_link(&self, which: Which, name: &str, doing: &str) -> CallResult<()> {
-        if which == Which::Container || self.created_host_links.contains(name) || self.grants.names_host_link(name) {
+        // A sub-interface "<link>.<n>" (a VLAN gateway) goes with its link.
+        let parent_named = name.rsplit_once('.').is_some_and(|(parent, _)| self.grants.names_host_link(parent));
+        if which == Which::Container || self.created_host_links.contains(name) || self.grants.names_host_link(name) || parent_named {
             return Ok(());
         }
         Err(Error::new(
@@ -242,30 +244,34 @@ impl Host for HostState {
         Ok(link(moved))
     }
 
-    fn set_bridge_port(&mut self, ns: Resource<NetnsHandle>, name: String, _port: BridgePort) -> CallResult<()> {
+    fn set_bridge_port(&mut self, ns: Resource<NetnsHandle>, name: String, port: BridgePort) -> CallResult<()> {
         self.require(Capability::Links, "links.set-bridge-port")?;
-        let (which, _) = self.netns(&ns)?;
+        let (which, netns) = self.netns(&ns)?;
         self.check_host_link(which, &name, "setting bridge-port flags")?;
-        Err(self.not_implemented("links.set-bridge-port"))
+        let port = native::BridgePort { hairpin: port.hairpin, isolated: port.isolated };
+        Ok(native::set_bridge_port(&netns, &name, &port)?)
     }
 
-    fn bridge_vlans(&mut self, _ns: Resource<NetnsHandle>, _name: String) -> CallResult<Vec<BridgeVlan>> {
+    fn bridge_vlans(&mut self, ns: Resource<NetnsHandle>, name: String) -> CallResult<Vec<BridgeVlan>> {
         self.require(Capability::Links, "links.bridge-vlans")?;
-        Err(self.not_implemented("links.bridge-vlans"))
+        let (_, netns) = self.netns(&ns)?;
+        let vlans = native::bridge_vlans(&netns, &name)?;
+        Ok(vlans.into_iter().map(|v| BridgeVlan { id: v.id, pvid: v.pvid, untagged: v.untagged }).collect())
     }
 
-    fn add_bridge_vlan(&mut self, ns: Resource<NetnsHandle>, name: String, _vlan: BridgeVlan) -> CallResult<()> {
+    fn add_bridge_vlan(&mut self, ns: Resource<NetnsHandle>, name: String, vlan: BridgeVlan) -> CallResult<()> {
         self.require(Capability::Links, "links.add-bridge-vlan")?;
-        let (which, _) = self.netns(&ns)?;
+        let (which, netns) = self.netns(&ns)?;
         self.check_host_link(which, &name, "adding a bridge vlan")?;
-        Err(self.not_implemented("links.add-bridge-vlan"))
+        let vlan = native::BridgeVlan { id: vlan.id, pvid: vlan.pvid, untagged: vlan.untagged };
+        Ok(native::add_bridge_vlan(&netns, &name, vlan)?)
     }
 
-    fn delete_bridge_vlan(&mut self, ns: Resource<NetnsHandle>, name: String, _id: u16) -> CallResult<()> {
+    fn delete_bridge_vlan(&mut self, ns: Resource<NetnsHandle>, name: String, id: u16) -> CallResult<()> {
         self.require(Capability::Links, "links.delete-bridge-vlan")?;
-        let (which, _) = self.netns(&ns)?;
+        let (which, netns) = self.netns(&ns)?;
         self.check_host_link(which, &name, "deleting a bridge vlan")?;
-        Err(self.not_implemented("links.delete-bridge-vlan"))
+        Ok(native::delete_bridge_vlan(&netns, &name, id)?)
     }
 }
 

@@ -134,27 +134,29 @@ pub struct IpamConf {
     pub plugin_type: String,
 }
 
-/// The config `dns` object (types.DNS).
+/// The config `dns` object (types.DNS). Lists are options because the
+/// reference treats an explicitly empty list as "set".
 #[derive(Debug, Default, Clone, PartialEq, serde::Deserialize)]
 #[serde(default)]
 pub struct Dns {
-    pub nameservers: Vec<String>,
+    pub nameservers: Option<Vec<String>>,
     pub domain: String,
-    pub search: Vec<String>,
-    pub options: Vec<String>,
+    pub search: Option<Vec<String>>,
+    pub options: Option<Vec<String>>,
 }
 
 impl Dns {
-    pub fn is_empty(&self) -> bool {
-        self.nameservers.is_empty() && self.domain.is_empty() && self.search.is_empty() && self.options.is_empty()
+    /// The reference's dnsConfSet: any field present overrides IPAM's DNS.
+    pub fn is_set(&self) -> bool {
+        self.nameservers.is_some() || self.search.is_some() || self.options.is_some() || !self.domain.is_empty()
     }
 
     pub fn to_result(&self) -> crate::cni::Dns {
         crate::cni::Dns {
-            nameservers: self.nameservers.clone(),
+            nameservers: self.nameservers.clone().unwrap_or_default(),
             domain: (!self.domain.is_empty()).then(|| self.domain.clone()),
-            search: self.search.clone(),
-            options: self.options.clone(),
+            search: self.search.clone().unwrap_or_default(),
+            options: self.options.clone().unwrap_or_default(),
         }
     }
 }

@@ -23,14 +23,19 @@ pub mod bindings {
 pub mod args;
 pub mod config;
 pub mod error;
+pub mod iface;
 pub mod ipam;
 pub mod log;
+pub mod masquerade;
 pub mod net;
+pub mod netfilter;
 
 pub use bindings::cni_wasm::plugin::{
-    addresses, clock, cni, conntrack, delegation, files, links, logging, namespaces, neighbours, netfilter, routes, rules,
-    state, sysctl, tc, types,
+    addresses, clock, cni, conntrack, delegation, files, links, logging, namespaces, neighbours, routes, rules, state,
+    sysctl, tc, types,
 };
+/// The raw `netfilter` interface (the [`netfilter`] module wraps it).
+pub use bindings::cni_wasm::plugin::netfilter as netfilter_capability;
 pub use cni::{Attachment, Capability, CniResult, Invocation, Manifest, StateLocation};
 pub use error::{Context, Error, Result};
 

@@ -1,0 +1,149 @@
+//! Container interfaces: the reference's `pkg/ip` veth setup and the
+//! validations its plugins run on CHECK.
+
+use std::net::IpAddr;
+
+use crate::error::{Context, Result, internal};
+use crate::ipam::no_change;
+use crate::links::{self, Link, LinkChange, LinkOptions};
+use crate::namespaces::Netns;
+use crate::net::{IpNet, format_mac, ip_from_wit};
+use crate::routes::{self, RouteFilter};
+use crate::{addresses, cni, sysctl, types};
+
+/// "veth" and 8 random hex digits, like the reference's RandomVethName.
+pub fn random_veth_name() -> String {
+    format!("veth{:08x}", random_u32())
+}
+
+/// Randomness without WASI: std's RandomState is seeded by the host.
+pub fn random_u32() -> u32 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(crate::clock::now()) as u32
+}
+
+/// Creates `ifname` in `container` with its peer (a random `veth…` name,
+/// retried on a clash) in `host`, sets the peer up and stops it accepting
+/// router advertisements. Returns (host end, container end).
+pub fn setup_veth(container: &Netns, host: &Netns, ifname: &str, mtu: Option<u32>, mac: Option<Vec<u8>>) -> Result<(Link, Link)> {
+    // The Go reference creates both ends with IFLA_TXQLEN 0 (its netlink
+    // library sends the zero value); match it so the kernel state is the
+    // same. A veth has no qdisc queue, so the length changes nothing else.
+    let container_options = LinkOptions { mtu, mac, tx_queue_len: Some(0) };
+    let host_options = LinkOptions { mtu, mac: None, tx_queue_len: Some(0) };
+    let mut last_peer = String::new();
+    for _ in 0..10 {
+        let peer = random_veth_name();
+        match links::create_veth(container, ifname, &container_options, host, &peer, &host_options) {
+            Ok((container_link, host_link)) => {
+                links::set(host, &peer, &LinkChange { up: Some(true), ..no_change() })
+                    .context(format!("failed to set {peer:?} up"))?;
+                let _ = sysctl::set(host, &format!("net/ipv6/conf/{peer}/accept_ra"), "0");
+                // Re-read: the MAC of the host end is known only now.
+                let host_link = links::get(host, &peer)?.unwrap_or(host_link);
+                return Ok((host_link, container_link));
+            }
+            Err(e) if e.is_already_exists() => {
+                // Only a clash on the random name is worth another try.
+                if links::get(host, &peer)?.is_some() {
+                    last_peer = peer;
+                    continue;
+                }
+                return Err(internal(format!("container veth name ({ifname:?}) peer provided ({peer:?}) already exists")));
+            }
+            Err(e) => return Err(internal(format!("failed to make veth pair: {}", e.message))),
+        }
+    }
+    Err(internal(format!("failed to find a unique veth name (last tried {last_peer})")))
+}
+
+/// Deletes a link, returning its global unicast addresses; None when there
+/// was no such link.
+pub fn delete_link_with_addresses(ns: &Netns, name: &str) -> Result<Option<Vec<IpNet>>> {
+    let Some(_) = links::get(ns, name)? else { return Ok(None) };
+    let addresses: Vec<IpNet> = addresses::dump(ns, Some(name), None)?
+        .iter()
+        .map(|a| IpNet::from_wit(&a.address))
+        .filter(|a| is_global_unicast(a.addr))
+        .collect();
+    match links::delete(ns, name) {
+        Ok(()) => Ok(Some(addresses)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(internal(format!("failed to delete {name:?}: {}", e.message))),
+    }
+}
+
+fn is_global_unicast(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => !(v4.is_loopback() || v4.is_link_local() || v4.is_multicast() || v4.is_broadcast() || v4.is_unspecified()),
+        IpAddr::V6(v6) => !(v6.is_loopback() || v6.is_multicast() || v6.is_unspecified() || (v6.segments()[0] & 0xffc0) == 0xfe80),
+    }
+}
+
+/// The MAC as the reference prints it (lower-case, colons), or "".
+pub fn mac_string(link: &Link) -> String {
+    link.mac.as_deref().map(format_mac).unwrap_or_default()
+}
+
+/// CHECK: every result address is on `ifname`, and a route to its prefix
+/// exists (ValidateExpectedInterfaceIPs).
+pub fn validate_interface_ips(ns: &Netns, ifname: &str, ips: &[cni::IpConfig]) -> Result<()> {
+    let present: Vec<IpNet> = addresses::dump(ns, Some(ifname), None)
+        .map_err(|_| internal(format!("Cannot find container link {ifname}")))?
+        .iter()
+        .map(|a| IpNet::from_wit(&a.address))
+        .collect();
+    let routes = routes::dump(ns, &RouteFilter { family: None, table: None, link: None })?;
+    for ip in ips {
+        let wanted = IpNet::from_wit(&ip.address);
+        if !present.contains(&wanted) {
+            return Err(internal(format!("Failed to match addr {wanted} on interface {ifname}")));
+        }
+        let prefix = wanted.masked();
+        if !routes.iter().any(|r| IpNet::from_wit(&r.destination) == prefix) {
+            let gateway = ip.gateway.as_ref().map(|g| ip_from_wit(g).to_string()).unwrap_or_else(|| "<nil>".into());
+            return Err(internal(format!("Failed to find Gateway {gateway} for interface {ifname}")));
+        }
+    }
+    Ok(())
+}
+
+/// CHECK: every result route is in the main table (by destination, and by
+/// gateway when it has one; a default route by destination only), as the
+/// reference's ValidateExpectedRoute does.
+pub fn validate_routes(ns: &Netns, expected: &[cni::Route]) -> Result<()> {
+    let routes = routes::dump(ns, &RouteFilter { family: None, table: None, link: None })?;
+    for route in expected {
+        let dst = IpNet::from_wit(&route.dst);
+        let gateway = route.gw.as_ref().map(ip_from_wit);
+        let default = dst.prefix == 0;
+        let found = routes.iter().any(|r| {
+            IpNet::from_wit(&r.destination).masked() == dst.masked()
+                && (default || gateway.is_none() || r.gateway.as_ref().map(ip_from_wit) == gateway)
+        });
+        if !found {
+            return Err(internal(format!("Expected Route {} not found in routing table", describe(route))));
+        }
+    }
+    Ok(())
+}
+
+fn describe(route: &cni::Route) -> String {
+    let dst = IpNet::from_wit(&route.dst);
+    match route.gw.as_ref() {
+        Some(gw) => format!("{{Dst: {dst} GW: {}}}", ip_from_wit(gw)),
+        None => format!("{{Dst: {dst}}}"),
+    }
+}
+
+/// Enables IPv4 or IPv6 forwarding in `ns` (written only when not already 1).
+pub fn enable_forwarding(ns: &Netns, family: types::IpFamily) -> Result<()> {
+    let key = match family {
+        types::IpFamily::Ipv4 => "net/ipv4/ip_forward",
+        types::IpFamily::Ipv6 => "net/ipv6/conf/all/forwarding",
+    };
+    if sysctl::get(ns, key).is_ok_and(|v| v.trim() == "1") {
+        return Ok(());
+    }
+    sysctl::set(ns, key, "1").context("Could not enable IP forwarding")
+}

@@ -1,0 +1,254 @@
+//! `ipMasq` for bridge and ptp: masquerade a container's traffic leaving its
+//! subnet, with the reference's rules, names and comments in both backends,
+//! so either implementation can remove what the other set up.
+//!
+//! iptables (table nat): a chain `CNI-<sha512(net+id)>` holding
+//! `-d <subnet> -j ACCEPT` and `! -d <multicast> -j MASQUERADE`, jumped to
+//! from POSTROUTING by `-s <ip>`. nftables: table `inet
+//! cni_plugins_masquerade`, one `masquerade` rule per address in chain
+//! `masq_checks`, commented with hashes of the network and the attachment.
+//!
+//! Unlike the reference, teardown does not need the container's addresses:
+//! it finds the rules by chain name and comment, so DEL after the link or
+//! the namespace is gone still cleans up (the reference leaks them, #810).
+
+use crate::error::{Result, internal};
+use crate::namespaces::Netns;
+use crate::net::IpNet;
+use crate::netfilter::{self, IptablesTable, NftBatch, NftTable, chain_name, comment, edit_iptables, expr, save_string};
+use crate::types::IpFamily;
+use crate::Attachment;
+
+const NFT_TABLE: &str = "cni_plugins_masquerade";
+const NFT_CHAIN: &str = "masq_checks";
+/// knftables.CommentLengthMax.
+const NFT_COMMENT_MAX: usize = 128;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Iptables,
+    Nftables,
+}
+
+/// The configured backend, or the reference's default: iptables unless it
+/// is unusable and nftables works.
+pub fn backend(ns: &Netns, configured: Option<&str>) -> Result<Backend> {
+    match configured {
+        Some("iptables") => Ok(Backend::Iptables),
+        Some("nftables") => Ok(Backend::Nftables),
+        Some(other) => Err(internal(format!("unknown ipmasq backend {other:?}"))),
+        None if iptables_usable(ns) || !nftables_usable(ns) => Ok(Backend::Iptables),
+        None => Ok(Backend::Nftables),
+    }
+}
+
+pub fn iptables_usable(ns: &Netns) -> bool {
+    crate::netfilter_capability::iptables_save(ns, IpFamily::Ipv4, "nat").is_ok()
+}
+
+pub fn nftables_usable(ns: &Netns) -> bool {
+    crate::netfilter_capability::nft_list_table(ns, "inet", NFT_TABLE).is_ok()
+}
+
+/// The manifest entries bridge and ptp need for masquerading.
+pub const IPTABLES_CHAINS: &str = "CNI-????????????????????????";
+pub const NFT_TABLES: &str = "inet cni_plugins_masquerade";
+
+pub fn setup(ns: &Netns, backend: Backend, ips: &[IpNet], network: &str, ifname: &str, container_id: &str) -> Result<()> {
+    match backend {
+        Backend::Iptables => setup_iptables(ns, ips, network, container_id),
+        Backend::Nftables => setup_nftables(ns, ips, network, ifname, container_id),
+    }
+}
+
+/// Removes the attachment's rules from both backends (as the reference
+/// does); a backend that is not usable here is skipped.
+pub fn teardown(ns: &Netns, network: &str, ifname: &str, container_id: &str) -> Result<()> {
+    let mut errors = Vec::new();
+    if iptables_usable(ns) {
+        for family in [IpFamily::Ipv4, IpFamily::Ipv6] {
+            if let Err(e) = teardown_iptables(ns, family, &chain_name(network, container_id, "")) {
+                errors.push(e.msg);
+            }
+        }
+    }
+    if nftables_usable(ns) {
+        if let Err(e) = delete_nft_rules(ns, |comment| comment.starts_with(&hash_for_instance(network, ifname, container_id))) {
+            errors.push(e.msg);
+        }
+    }
+    if errors.is_empty() { Ok(()) } else { Err(internal(errors.join("\n"))) }
+}
+
+/// Removes the masquerading of every attachment of `network` that is not
+/// in `valid` (the reference has the nftables half but never calls it).
+pub fn gc(ns: &Netns, network: &str, valid: &[Attachment]) -> Result<()> {
+    let mut errors = Vec::new();
+    if iptables_usable(ns) {
+        for family in [IpFamily::Ipv4, IpFamily::Ipv6] {
+            if let Err(e) = gc_iptables(ns, family, network, valid) {
+                errors.push(e.msg);
+            }
+        }
+    }
+    if nftables_usable(ns) {
+        let network_hash = hash_for_network(network);
+        let keep: Vec<String> = valid.iter().map(|a| comment_for_instance(network, &a.ifname, &a.container_id)).collect();
+        let stale = |c: &str| c.starts_with(&network_hash) && !keep.iter().any(|k| k == c);
+        if let Err(e) = delete_nft_rules(ns, stale) {
+            errors.push(e.msg);
+        }
+    }
+    if errors.is_empty() { Ok(()) } else { Err(internal(errors.join("\n"))) }
+}
+
+fn family_of(ip: &IpNet) -> IpFamily {
+    if ip.is_ipv4() { IpFamily::Ipv4 } else { IpFamily::Ipv6 }
+}
+
+fn multicast(family: IpFamily) -> &'static str {
+    match family {
+        IpFamily::Ipv4 => "224.0.0.0/4",
+        IpFamily::Ipv6 => "ff00::/8",
+    }
+}
+
+fn setup_iptables(ns: &Netns, ips: &[IpNet], network: &str, container_id: &str) -> Result<()> {
+    let chain = chain_name(network, container_id, "");
+    let comment = save_string(&comment(network, container_id));
+    for ip in ips {
+        let family = family_of(ip);
+        // The rules as iptables-save prints them, so "unique" compares text.
+        let rules = [
+            (chain.as_str(), format!("-d {} -m comment --comment {comment} -j ACCEPT", ip.masked())),
+            (chain.as_str(), format!("! -d {} -m comment --comment {comment} -j MASQUERADE", multicast(family))),
+            ("POSTROUTING", format!("-s {} -m comment --comment {comment} -j {chain}", IpNet::host(ip.addr))),
+        ];
+        edit_iptables(ns, family, "nat", |_, change| {
+            change.ensure_chain(&chain);
+            for (in_chain, spec) in &rules {
+                change.append_unique(in_chain, spec);
+            }
+            Ok(())
+        })?;
+    }
+    Ok(())
+}
+
+/// Deletes every POSTROUTING rule jumping to the attachment's chain, then
+/// the chain.
+fn teardown_iptables(ns: &Netns, family: IpFamily, chain: &str) -> Result<()> {
+    edit_iptables(ns, family, "nat", |table, change| {
+        if !table.has_chain(chain) {
+            return Ok(());
+        }
+        delete_jumps_to(table, change, "POSTROUTING", chain);
+        change.delete_chain(chain);
+        Ok(())
+    })
+}
+
+fn delete_jumps_to(table: &IptablesTable, change: &mut netfilter::IptablesChange, from: &str, chain: &str) {
+    let suffix = format!("-j {chain}");
+    for rule in table.rules(from).iter().filter(|r| r.ends_with(&suffix)) {
+        change.delete(from, rule);
+    }
+}
+
+fn gc_iptables(ns: &Netns, family: IpFamily, network: &str, valid: &[Attachment]) -> Result<()> {
+    let keep: Vec<&str> = valid.iter().map(|a| a.container_id.as_str()).collect();
+    edit_iptables(ns, family, "nat", |table, change| {
+        // A POSTROUTING jump commented `name: "<network>" id: "<id>"` leads
+        // to that attachment's chain.
+        for rule in table.rules("POSTROUTING") {
+            let Some(id) = netfilter::comment_of(rule).as_deref().and_then(|c| container_of(c, network)) else { continue };
+            let chain = chain_name(network, &id, "");
+            if !keep.contains(&id.as_str()) && rule.ends_with(&format!("-j {chain}")) {
+                change.delete("POSTROUTING", rule);
+                change.delete_chain(&chain);
+            }
+        }
+        Ok(())
+    })
+}
+
+/// The container id in a reference comment for `network`.
+fn container_of(comment: &str, network: &str) -> Option<String> {
+    let quoted_id = comment.strip_prefix(&format!("name: {} id: ", netfilter::go_quote(network)))?;
+    let inner = quoted_id.strip_prefix('"')?.strip_suffix('"')?;
+    Some(inner.replace("\\\"", "\"").replace("\\\\", "\\"))
+}
+
+fn hash_for_network(network: &str) -> String {
+    netfilter::hash_with_prefix(16, "", network)
+}
+
+fn hash_for_instance(network: &str, ifname: &str, container_id: &str) -> String {
+    format!("{}-{}", hash_for_network(network), netfilter::hash_with_prefix(16, "", &format!("{ifname}:{container_id}")))
+}
+
+fn comment_for_instance(network: &str, ifname: &str, container_id: &str) -> String {
+    let strip = |s: &str| s.replace('"', "");
+    let mut comment = format!(
+        "{}, net: {}, if: {}, id: {}",
+        hash_for_instance(network, ifname, container_id),
+        strip(network),
+        strip(ifname),
+        strip(container_id)
+    );
+    comment.truncate(NFT_COMMENT_MAX);
+    comment
+}
+
+fn setup_nftables(ns: &Netns, ips: &[IpNet], network: &str, ifname: &str, container_id: &str) -> Result<()> {
+    let existing = NftTable::read(ns, "inet", NFT_TABLE)?;
+    let instance = hash_for_instance(network, ifname, container_id);
+    let comment = comment_for_instance(network, ifname, container_id);
+    let mut batch = NftBatch::new();
+    // Declaring a table or chain that exists costs a slow kernel commit;
+    // only do it when something is missing (the reference always does).
+    let complete = existing
+        .as_ref()
+        .is_some_and(|t| t.has_chain(NFT_CHAIN) && t.has_chain("postrouting") && t.rules_in("postrouting").count() == 3);
+    if !complete {
+        batch.add_table("inet", NFT_TABLE, Some("Masquerading for plugins from github.com/containernetworking/plugins"));
+        batch.add_chain(
+            "inet",
+            NFT_TABLE,
+            NFT_CHAIN,
+            Some("Masquerade traffic from certain IPs to any (non-multicast) IP outside their subnet"),
+        );
+        batch.add_base_chain("inet", NFT_TABLE, "postrouting", "nat", "postrouting", 100);
+        batch.flush_chain("inet", NFT_TABLE, "postrouting");
+        batch.add_rule("inet", NFT_TABLE, "postrouting", vec![expr::payload("ip", "daddr", "==", expr::prefix("224.0.0.0", 4)), expr::ret()], None);
+        batch.add_rule("inet", NFT_TABLE, "postrouting", vec![expr::payload("ip6", "daddr", "==", expr::prefix("ff00::", 8)), expr::ret()], None);
+        batch.add_rule("inet", NFT_TABLE, "postrouting", vec![expr::goto(NFT_CHAIN)], None);
+    }
+    for stale in existing.iter().flat_map(|t| t.rules_in(NFT_CHAIN)) {
+        if stale.comment.as_deref().is_some_and(|c| c.starts_with(&instance)) {
+            batch.delete_rule(stale);
+        }
+    }
+    for ip in ips {
+        let family = if ip.is_ipv4() { "ip" } else { "ip6" };
+        let subnet = ip.masked();
+        let rule = vec![
+            expr::payload(family, "saddr", "==", serde_json::json!(ip.addr.to_string())),
+            expr::payload(family, "daddr", "!=", expr::prefix(&subnet.addr.to_string(), subnet.prefix)),
+            expr::masquerade(),
+        ];
+        batch.add_rule("inet", NFT_TABLE, NFT_CHAIN, rule, Some(&comment));
+    }
+    batch.apply(ns)
+}
+
+fn delete_nft_rules(ns: &Netns, matches: impl Fn(&str) -> bool) -> Result<()> {
+    let Some(table) = NftTable::read(ns, "inet", NFT_TABLE)? else { return Ok(()) };
+    let mut batch = NftBatch::new();
+    for rule in table.rules_in(NFT_CHAIN) {
+        if rule.comment.as_deref().is_some_and(&matches) {
+            batch.delete_rule(rule);
+        }
+    }
+    batch.apply(ns)
+}

@@ -1,0 +1,448 @@
+//! Working with netfilter through the `netfilter` capability: iptables
+//! tables read from iptables-save and edited with iptables-restore in one
+//! transaction, nftables batches in nft's JSON schema, and the reference's
+//! chain and comment names.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha512};
+
+use crate::error::{Result, internal};
+use crate::namespaces::Netns;
+use crate::types::{ErrorKind, IpFamily};
+
+/// `prefix + hex(sha512(input))`, cut to `length`: the reference's
+/// `MustFormatHashWithPrefix`.
+pub fn hash_with_prefix(length: usize, prefix: &str, input: &str) -> String {
+    let digest = Sha512::digest(input.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    let mut name = format!("{prefix}{hex}");
+    name.truncate(length);
+    name
+}
+
+/// The reference's chain names: "CNI-" + prefix + sha512(network + id),
+/// 28 characters in all.
+pub fn chain_name(network: &str, container_id: &str, prefix: &str) -> String {
+    hash_with_prefix(28, &format!("CNI-{prefix}"), &format!("{network}{container_id}"))
+}
+
+/// The reference's rule comment: `name: "<net>" id: "<id>"` (Go's %q).
+pub fn comment(network: &str, container_id: &str) -> String {
+    format!("name: {} id: {}", go_quote(network), go_quote(container_id))
+}
+
+/// Go's `%q` for the plain strings network names and ids are.
+pub fn go_quote(text: &str) -> String {
+    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// A value as iptables-save prints it: bare when it is only letters,
+/// digits, `_` and `-`; otherwise double-quoted with `"`, `\` and `'`
+/// escaped (xtables_save_string). Rules written this way compare equal to
+/// what iptables-save prints back.
+pub fn save_string(value: &str) -> String {
+    let bare = !value.is_empty() && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if bare {
+        return value.to_string();
+    }
+    let mut out = String::from("\"");
+    for c in value.chars() {
+        if matches!(c, '"' | '\\' | '\'') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+/// One iptables table as iptables-save printed it.
+#[derive(Debug, Default, Clone)]
+pub struct IptablesTable {
+    /// Chain name -> rule specs (the text after `-A CHAIN `), in order.
+    chains: BTreeMap<String, Vec<String>>,
+}
+
+impl IptablesTable {
+    pub fn read(ns: &Netns, family: IpFamily, table: &str) -> Result<IptablesTable> {
+        let text = crate::netfilter_capability::iptables_save(ns, family, table)?;
+        Ok(IptablesTable::parse(&text))
+    }
+
+    pub fn parse(text: &str) -> IptablesTable {
+        let mut chains: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for line in text.lines() {
+            if let Some(declaration) = line.strip_prefix(':') {
+                let name = declaration.split_whitespace().next().unwrap_or_default();
+                chains.entry(name.to_string()).or_default();
+            } else if let Some(rule) = line.strip_prefix("-A ") {
+                let (chain, spec) = rule.split_once(' ').unwrap_or((rule, ""));
+                chains.entry(chain.to_string()).or_default().push(spec.to_string());
+            }
+        }
+        IptablesTable { chains }
+    }
+
+    pub fn has_chain(&self, chain: &str) -> bool {
+        self.chains.contains_key(chain)
+    }
+
+    pub fn rules(&self, chain: &str) -> &[String] {
+        self.chains.get(chain).map(Vec::as_slice).unwrap_or_default()
+    }
+
+    pub fn has_rule(&self, chain: &str, spec: &str) -> bool {
+        self.rules(chain).iter().any(|r| r == spec)
+    }
+
+    pub fn chain_names(&self) -> impl Iterator<Item = &str> {
+        self.chains.keys().map(String::as_str)
+    }
+}
+
+/// iptables-restore lines built against a snapshot of the table, so that
+/// "unique" additions and deletions of absent rules never fail the whole
+/// transaction.
+pub struct IptablesChange<'a> {
+    table: &'a IptablesTable,
+    lines: Vec<String>,
+}
+
+impl<'a> IptablesChange<'a> {
+    pub fn new(table: &'a IptablesTable) -> Self {
+        IptablesChange { table, lines: Vec::new() }
+    }
+
+    /// Creates a chain unless it exists (declaring it would flush it).
+    pub fn ensure_chain(&mut self, chain: &str) -> &mut Self {
+        if !self.table.has_chain(chain) {
+            self.lines.push(format!("-N {chain}"));
+        }
+        self
+    }
+
+    /// Creates the chain or empties it: for chains of one attachment.
+    pub fn reset_chain(&mut self, chain: &str) -> &mut Self {
+        self.lines.push(format!(":{chain} - [0:0]"));
+        self
+    }
+
+    pub fn append_unique(&mut self, chain: &str, spec: &str) -> &mut Self {
+        if !self.table.has_rule(chain, spec) {
+            self.lines.push(format!("-A {chain} {spec}"));
+        }
+        self
+    }
+
+    /// Inserts at the top unless present anywhere in the chain.
+    pub fn insert_unique(&mut self, chain: &str, spec: &str) -> &mut Self {
+        if !self.table.has_rule(chain, spec) {
+            self.lines.push(format!("-I {chain} 1 {spec}"));
+        }
+        self
+    }
+
+    /// Appends without checking (for a chain just reset).
+    pub fn append(&mut self, chain: &str, spec: &str) -> &mut Self {
+        self.lines.push(format!("-A {chain} {spec}"));
+        self
+    }
+
+    /// Deletes every copy of a rule that exists.
+    pub fn delete(&mut self, chain: &str, spec: &str) -> &mut Self {
+        let copies = self.table.rules(chain).iter().filter(|r| *r == spec).count();
+        for _ in 0..copies {
+            self.lines.push(format!("-D {chain} {spec}"));
+        }
+        self
+    }
+
+    /// Flushes and deletes a chain if it exists.
+    pub fn delete_chain(&mut self, chain: &str) -> &mut Self {
+        if self.table.has_chain(chain) {
+            self.lines.push(format!("-F {chain}"));
+            self.lines.push(format!("-X {chain}"));
+        }
+        self
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+
+    pub fn apply(&self, ns: &Netns, family: IpFamily, table: &str) -> std::result::Result<(), crate::types::Error> {
+        if self.lines.is_empty() {
+            return Ok(());
+        }
+        crate::netfilter_capability::iptables_restore(ns, family, table, &self.lines.join("\n"))
+    }
+}
+
+/// Reads `table`, lets `edit` build a change, applies it; when a chain
+/// appeared or vanished meanwhile (a concurrent plugin), reads again.
+pub fn edit_iptables(
+    ns: &Netns,
+    family: IpFamily,
+    table: &str,
+    edit: impl Fn(&IptablesTable, &mut IptablesChange) -> Result<()>,
+) -> Result<()> {
+    const ATTEMPTS: usize = 5;
+    for attempt in 1..=ATTEMPTS {
+        let snapshot = IptablesTable::read(ns, family, table)?;
+        let mut change = IptablesChange::new(&snapshot);
+        edit(&snapshot, &mut change)?;
+        match change.apply(ns, family, table) {
+            Ok(()) => return Ok(()),
+            Err(e) if attempt < ATTEMPTS && matches!(e.kind, ErrorKind::AlreadyExists | ErrorKind::NotFound) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    unreachable!("the last attempt returns")
+}
+
+/// An nftables batch in nft's JSON schema.
+#[derive(Debug, Default)]
+pub struct NftBatch {
+    commands: Vec<Value>,
+}
+
+impl NftBatch {
+    pub fn new() -> Self {
+        NftBatch::default()
+    }
+
+    pub fn push(&mut self, verb: &str, kind: &str, spec: Value) -> &mut Self {
+        self.commands.push(json!({ verb: { kind: spec } }));
+        self
+    }
+
+    pub fn add_table(&mut self, family: &str, table: &str, comment: Option<&str>) -> &mut Self {
+        let mut spec = json!({"family": family, "name": table});
+        if let Some(comment) = comment {
+            spec["comment"] = json!(comment);
+        }
+        self.push("add", "table", spec)
+    }
+
+    pub fn add_chain(&mut self, family: &str, table: &str, chain: &str, comment: Option<&str>) -> &mut Self {
+        let mut spec = json!({"family": family, "table": table, "name": chain});
+        if let Some(comment) = comment {
+            spec["comment"] = json!(comment);
+        }
+        self.push("add", "chain", spec)
+    }
+
+    /// A base chain: `type` nat/filter, `hook`, numeric priority.
+    pub fn add_base_chain(&mut self, family: &str, table: &str, chain: &str, kind: &str, hook: &str, priority: i32) -> &mut Self {
+        self.push(
+            "add",
+            "chain",
+            json!({"family": family, "table": table, "name": chain, "type": kind, "hook": hook, "prio": priority, "policy": "accept"}),
+        )
+    }
+
+    pub fn flush_chain(&mut self, family: &str, table: &str, chain: &str) -> &mut Self {
+        self.push("flush", "chain", json!({"family": family, "table": table, "name": chain}))
+    }
+
+    pub fn delete_chain(&mut self, family: &str, table: &str, chain: &str) -> &mut Self {
+        self.push("delete", "chain", json!({"family": family, "table": table, "name": chain}))
+    }
+
+    pub fn add_rule(&mut self, family: &str, table: &str, chain: &str, expr: Vec<Value>, comment: Option<&str>) -> &mut Self {
+        let mut spec = json!({"family": family, "table": table, "chain": chain, "expr": expr});
+        if let Some(comment) = comment {
+            spec["comment"] = json!(comment);
+        }
+        self.push("add", "rule", spec)
+    }
+
+    pub fn delete_rule(&mut self, rule: &NftRule) -> &mut Self {
+        self.push(
+            "delete",
+            "rule",
+            json!({"family": rule.family, "table": rule.table, "chain": rule.chain, "handle": rule.handle}),
+        )
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.commands.is_empty()
+    }
+
+    pub fn apply(&self, ns: &Netns) -> Result<()> {
+        if self.commands.is_empty() {
+            return Ok(());
+        }
+        let batch = json!({ "nftables": self.commands }).to_string();
+        Ok(crate::netfilter_capability::nft_apply(ns, &batch)?)
+    }
+}
+
+/// A rule as `nft -j list table` shows it.
+#[derive(Debug, Clone)]
+pub struct NftRule {
+    pub family: String,
+    pub table: String,
+    pub chain: String,
+    pub handle: u64,
+    pub comment: Option<String>,
+    pub expr: Value,
+}
+
+/// A table's chains and rules, or None when the table does not exist.
+#[derive(Debug, Clone, Default)]
+pub struct NftTable {
+    pub chains: Vec<String>,
+    pub rules: Vec<NftRule>,
+}
+
+impl NftTable {
+    pub fn read(ns: &Netns, family: &str, table: &str) -> Result<Option<NftTable>> {
+        let Some(text) = crate::netfilter_capability::nft_list_table(ns, family, table)? else { return Ok(None) };
+        let value: Value = serde_json::from_str(&text).map_err(|e| internal(format!("parsing nft output: {e}")))?;
+        let mut out = NftTable::default();
+        for object in value["nftables"].as_array().into_iter().flatten() {
+            if let Some(chain) = object.get("chain") {
+                out.chains.push(chain["name"].as_str().unwrap_or_default().to_string());
+            } else if let Some(rule) = object.get("rule") {
+                out.rules.push(NftRule {
+                    family: rule["family"].as_str().unwrap_or_default().to_string(),
+                    table: rule["table"].as_str().unwrap_or_default().to_string(),
+                    chain: rule["chain"].as_str().unwrap_or_default().to_string(),
+                    handle: rule["handle"].as_u64().unwrap_or_default(),
+                    comment: rule["comment"].as_str().map(str::to_string),
+                    expr: rule["expr"].clone(),
+                });
+            }
+        }
+        Ok(Some(out))
+    }
+
+    pub fn has_chain(&self, chain: &str) -> bool {
+        self.chains.iter().any(|c| c == chain)
+    }
+
+    pub fn rules_in<'a>(&'a self, chain: &'a str) -> impl Iterator<Item = &'a NftRule> {
+        self.rules.iter().filter(move |r| r.chain == chain)
+    }
+}
+
+/// nft JSON expressions the plugins use.
+pub mod expr {
+    use serde_json::{Value, json};
+
+    /// `<protocol> <field> <op> <right>`, e.g. ip saddr == 10.0.0.2.
+    pub fn payload(protocol: &str, field: &str, op: &str, right: Value) -> Value {
+        json!({"match": {"op": op, "left": {"payload": {"protocol": protocol, "field": field}}, "right": right}})
+    }
+
+    /// An address or prefix as a match's right-hand side.
+    pub fn prefix(address: &str, len: u8) -> Value {
+        json!({"prefix": {"addr": address, "len": len}})
+    }
+
+    pub fn meta(key: &str, op: &str, right: Value) -> Value {
+        json!({"match": {"op": op, "left": {"meta": {"key": key}}, "right": right}})
+    }
+
+    /// `fib daddr type local`.
+    pub fn fib_daddr_local() -> Value {
+        json!({"match": {"op": "==", "left": {"fib": {"result": "type", "flags": ["daddr"]}}, "right": "local"}})
+    }
+
+    pub fn jump(chain: &str) -> Value {
+        json!({"jump": {"target": chain}})
+    }
+
+    pub fn goto(chain: &str) -> Value {
+        json!({"goto": {"target": chain}})
+    }
+
+    pub fn ret() -> Value {
+        json!({"return": null})
+    }
+
+    pub fn accept() -> Value {
+        json!({"accept": null})
+    }
+
+    pub fn drop() -> Value {
+        json!({"drop": null})
+    }
+
+    pub fn masquerade() -> Value {
+        json!({"masquerade": null})
+    }
+
+    /// `dnat to <addr>:<port>` (family "ip" or "ip6").
+    pub fn dnat(family: &str, address: &str, port: u16) -> Value {
+        json!({"dnat": {"family": family, "addr": address, "port": port}})
+    }
+
+    /// `ct state <states> ...` (e.g. ["established", "related"]).
+    pub fn ct_state(states: &[&str]) -> Value {
+        json!({"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": states}})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_match_the_reference() {
+        // Observed from the Debian reference: bridge ipMasq for network
+        // "podman", container "abc123"; portmap's DNAT chain.
+        assert_eq!(chain_name("podman", "abc123", ""), "CNI-748d4dd0c88c50c10332c6d8");
+        assert_eq!(chain_name("podman", "abc123", "DN-"), "CNI-DN-748d4dd0c88c50c10332c");
+        assert_eq!(comment("podman", "abc123"), r#"name: "podman" id: "abc123""#);
+    }
+
+    #[test]
+    fn values_are_quoted_like_iptables_save() {
+        assert_eq!(save_string("CNI-ADMIN"), "CNI-ADMIN");
+        assert_eq!(save_string("CNI portfwd masquerade mark"), "\"CNI portfwd masquerade mark\"");
+        assert_eq!(save_string(r#"name: "podman" id: "abc""#), r#""name: \"podman\" id: \"abc\"""#);
+    }
+
+    #[test]
+    fn comments_read_back_what_save_string_wrote() {
+        let text = comment("podman", "abc123");
+        let spec = format!("-s 10.0.0.2/32 -m comment --comment {} -j CNI-X", save_string(&text));
+        assert_eq!(comment_of(&spec).as_deref(), Some(text.as_str()));
+        assert_eq!(comment_of("-m comment --comment bare -j X").as_deref(), Some("bare"));
+    }
+
+    #[test]
+    fn a_saved_table_parses_into_chains_and_rules() {
+        let saved = "*nat\n:PREROUTING ACCEPT [0:0]\n:CNI-X - [0:0]\n-A PREROUTING -m addrtype --dst-type LOCAL -j CNI-X\nCOMMIT\n";
+        let table = IptablesTable::parse(saved);
+        assert!(table.has_chain("CNI-X") && table.rules("CNI-X").is_empty());
+        assert!(table.has_rule("PREROUTING", "-m addrtype --dst-type LOCAL -j CNI-X"));
+        let mut change = IptablesChange::new(&table);
+        change.ensure_chain("CNI-X").ensure_chain("CNI-Y").append_unique("PREROUTING", "-m addrtype --dst-type LOCAL -j CNI-X");
+        change.delete("PREROUTING", "-j CNI-Z").delete_chain("CNI-X");
+        assert_eq!(change.lines, ["-N CNI-Y", "-F CNI-X", "-X CNI-X"]);
+    }
+}
+
+/// The value of a rule's `--comment`, unquoted (the inverse of
+/// [`save_string`]).
+pub fn comment_of(spec: &str) -> Option<String> {
+    let rest = &spec[spec.find("--comment ")? + "--comment ".len()..];
+    let Some(quoted) = rest.strip_prefix('"') else {
+        return Some(rest.split_whitespace().next()?.to_string());
+    };
+    let mut value = String::new();
+    let mut chars = quoted.chars();
+    loop {
+        match chars.next()? {
+            '"' => return Some(value),
+            '\\' => value.push(chars.next()?),
+            c => value.push(c),
+        }
+    }
+}
+
