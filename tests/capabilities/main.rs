@@ -1,6 +1,8 @@
 //! The native capability layer on a real kernel: what the host's WIT
 //! bindings call after their policy checks.
 
+mod conntrack;
+
 use std::net::IpAddr;
 
 use cni_wasm_capabilities::addresses::{self, Family};
