@@ -68,6 +68,18 @@ impl PolicyFile {
     }
 }
 
+fn sysctl_pattern_matches(pattern: &str, key: &str) -> bool {
+    let (mut pattern, mut key) = (pattern.split('/'), key.split('/'));
+    loop {
+        match (pattern.next(), key.next()) {
+            (None, None) => return true,
+            (Some("*"), Some(segment)) if !segment.is_empty() && segment != "." && segment != ".." => {}
+            (Some(p), Some(k)) if p == k => {}
+            _ => return false,
+        }
+    }
+}
+
 pub fn capability_name(capability: Capability) -> &'static str {
     match capability {
         Capability::Links => "links",
@@ -102,6 +114,10 @@ pub struct Grants {
     #[allow(dead_code)]
     pub iptables_chains: Vec<String>,
     pub state_root: Option<PathBuf>,
+    /// Conntrack entries may be deleted only by a filter naming one of these
+    /// host ports (the request's portMappings) or addresses (prevResult's).
+    pub conntrack_ports: Vec<u16>,
+    pub conntrack_addresses: Vec<std::net::IpAddr>,
     pub timeout: Duration,
     pub memory_bytes: usize,
 }
@@ -119,6 +135,8 @@ impl Grants {
             nft_tables: Vec::new(),
             iptables_chains: Vec::new(),
             state_root: None,
+            conntrack_ports: Vec::new(),
+            conntrack_addresses: Vec::new(),
             timeout: DEFAULT_TIMEOUT,
             memory_bytes: (DEFAULT_MEMORY_MIB << 20) as usize,
         }
@@ -178,6 +196,8 @@ impl Grants {
             nft_tables: allowed(&manifest.nft_tables, entry.and_then(|e| e.nft_tables.as_ref())),
             iptables_chains: allowed(&manifest.iptables_chains, entry.and_then(|e| e.iptables_chains.as_ref())),
             state_root,
+            conntrack_ports: config.mapped_host_ports(),
+            conntrack_addresses: config.result_addresses(),
             timeout: timeout_ms.map(Duration::from_millis).unwrap_or(DEFAULT_TIMEOUT),
             memory_bytes: (memory_mib << 20) as usize,
         }
@@ -193,8 +213,10 @@ impl Grants {
         self.host_links.contains(name)
     }
 
+    /// A listed key matches exactly, or segment by segment where the list
+    /// says `*` ("net/ipv4/conf/*/route_localnet": that setting of any link).
     pub fn allows_host_sysctl(&self, key: &str) -> bool {
-        self.host_sysctls.iter().any(|k| k == key)
+        self.host_sysctls.iter().any(|pattern| sysctl_pattern_matches(pattern, key))
     }
 
     pub fn allows_file(&self, path: &str) -> bool {
@@ -203,5 +225,19 @@ impl Grants {
 
     pub fn state_root(&self) -> Option<&Path> {
         self.state_root.as_deref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sysctl_pattern_matches;
+
+    #[test]
+    fn a_star_stands_for_one_link_name() {
+        assert!(sysctl_pattern_matches("net/ipv4/ip_forward", "net/ipv4/ip_forward"));
+        assert!(sysctl_pattern_matches("net/ipv4/conf/*/route_localnet", "net/ipv4/conf/cni0/route_localnet"));
+        assert!(!sysctl_pattern_matches("net/ipv4/conf/*/route_localnet", "net/ipv4/conf/cni0/forwarding"));
+        assert!(!sysctl_pattern_matches("net/ipv4/conf/*/route_localnet", "net/ipv4/conf/a/b/route_localnet"));
+        assert!(!sysctl_pattern_matches("net/ipv4/conf/*/route_localnet", "net/ipv4/conf/../route_localnet"));
     }
 }

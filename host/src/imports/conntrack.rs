@@ -1,5 +1,7 @@
-//! `conntrack`: list and delete connection-tracking entries. A filter must
-//! name a port or an address: there is no "flush everything".
+//! `conntrack`: list and delete connection-tracking entries. A delete must
+//! name a port or an address the invocation owns: a host port of its
+//! portMappings or an address of its prevResult. There is no "flush
+//! everything".
 
 use cni_wasm_capabilities::conntrack as native;
 use cni_wasm_capabilities::{Error, ErrorKind};
@@ -52,10 +54,19 @@ impl Host for HostState {
         self.require(Capability::Conntrack, "conntrack.delete")?;
         let (_, netns) = self.netns(&ns)?;
         let wanted = filter(wanted);
-        if wanted.original_destination.is_none() && wanted.original_destination_port.is_none() && wanted.reply_source.is_none() {
+        let owned_port = wanted.original_destination_port.is_some_and(|p| self.grants.conntrack_ports.contains(&p));
+        let owned_address = [wanted.original_destination, wanted.reply_source]
+            .iter()
+            .flatten()
+            .any(|a| self.grants.conntrack_addresses.contains(a));
+        if !owned_port && !owned_address {
             return Err(Error::new(
                 ErrorKind::Denied,
-                format!("{}: conntrack.delete refused: the filter must name a port or an address", self.grants.plugin),
+                format!(
+                    "{}: conntrack.delete refused: the filter must name a host port of this request's portMappings {:?} \
+                     or an address of its prevResult {:?}",
+                    self.grants.plugin, self.grants.conntrack_ports, self.grants.conntrack_addresses
+                ),
             )
             .into());
         }

@@ -111,6 +111,29 @@ impl RequestConfig {
             .collect()
     }
 
+    /// The host ports of `runtimeConfig.portMappings` (the `portMappings`
+    /// capability argument): the only ports whose conntrack entries the
+    /// invocation may delete.
+    pub fn mapped_host_ports(&self) -> Vec<u16> {
+        let Some(Value::Object(runtime)) = get_ci(&self.object, "runtimeConfig") else { return Vec::new() };
+        let Some(Value::Array(mappings)) = get_ci(runtime, "portMappings") else { return Vec::new() };
+        mappings
+            .iter()
+            .filter_map(|m| m.as_object().and_then(|m| get_ci(m, "hostPort")).and_then(Value::as_u64))
+            .filter_map(|port| u16::try_from(port).ok())
+            .collect()
+    }
+
+    /// The addresses of prevResult's `ips`: the container's own addresses.
+    pub fn result_addresses(&self) -> Vec<std::net::IpAddr> {
+        let Some(Value::Object(result)) = self.prev_result() else { return Vec::new() };
+        let Some(Value::Array(ips)) = get_ci(result, "ips") else { return Vec::new() };
+        ips.iter()
+            .filter_map(|ip| ip.as_object().and_then(|ip| get_ci(ip, "address")).and_then(Value::as_str))
+            .filter_map(|cidr| cidr.split('/').next()?.parse().ok())
+            .collect()
+    }
+
     /// Every string in the config, at any depth (prevResult included): the
     /// names an invocation's config "mentions", for host-namespace policy.
     pub fn mentioned_strings(&self) -> Vec<&str> {
@@ -154,6 +177,18 @@ mod tests {
         assert_eq!(parse("xx").unwrap_err().code, code::DECODING_FAILURE);
         assert_eq!(parse(r#"{"cniVersion": "1.0.0"}"#).unwrap_err().code, code::INVALID_NETWORK_CONFIG);
         assert_eq!(parse(r#"{"name": "bad/name"}"#).unwrap_err().code, code::INVALID_NETWORK_CONFIG);
+    }
+
+    #[test]
+    fn conntrack_scope_comes_from_port_mappings_and_prev_result() {
+        let config = parse(
+            r#"{"name": "n", "runtimeConfig": {"portMappings": [{"hostPort": 8080}, {"HostPort": 53}, {"hostPort": 70000}]},
+                "prevResult": {"ips": [{"address": "10.0.0.2/24"}, {"address": "fd00::2/64"}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(config.mapped_host_ports(), [8080, 53]);
+        assert_eq!(config.result_addresses(), ["10.0.0.2".parse::<std::net::IpAddr>().unwrap(), "fd00::2".parse().unwrap()]);
+        assert!(parse(r#"{"name": "n"}"#).unwrap().mapped_host_ports().is_empty());
     }
 
     #[test]

@@ -278,17 +278,19 @@ fn configure_layer3(conf: &NetConf, call: &Invocation, host: &Netns, container: 
         let mut vlan_interface_added = false;
         for (family, family_gateways) in [(IpFamily::Ipv4, &gateways.0), (IpFamily::Ipv6, &gateways.1)] {
             for gateway in family_gateways {
-                let target = if conf.vlan != 0 {
+                let (target, mac) = if conf.vlan != 0 {
                     let vlan_link = ensure_vlan_interface(host, bridge, conf)?;
                     if !vlan_interface_added {
                         result.interfaces.push(interface(&vlan_link.name, &mac_string(&vlan_link), None));
                         vlan_interface_added = true;
                     }
-                    vlan_link.name
+                    (vlan_link.name, vlan_link.mac)
                 } else {
-                    conf.bridge.clone()
+                    // The MAC the bridge had before this ADD enslaved the
+                    // veth, as the reference pins it.
+                    (conf.bridge.clone(), bridge.mac.clone())
                 };
-                ensure_address(host, &target, family, *gateway, conf.force_address)
+                ensure_address(host, &target, family, *gateway, conf.force_address, mac)
                     .context(format!("failed to set bridge addr on {target}"))?;
             }
             if !family_gateways.is_empty() {
@@ -346,8 +348,9 @@ fn calculate_gateways(conf: &NetConf, result: &mut CniResult) -> (Vec<IpNet>, Ve
 
 /// Puts `address` on `link` (ensureAddr): an IPv4 bridge holds one address,
 /// an IPv6 one may hold several unless prefixes overlap; `force` replaces
-/// a conflicting address instead of failing. Then pins the link's MAC.
-fn ensure_address(host: &Netns, link: &str, family: IpFamily, address: IpNet, force: bool) -> Result<()> {
+/// a conflicting address instead of failing. Then pins the link's MAC to
+/// `mac`.
+fn ensure_address(host: &Netns, link: &str, family: IpFamily, address: IpNet, force: bool, mac: Option<Vec<u8>>) -> Result<()> {
     for existing in addresses::dump(host, Some(link), Some(family)).context("could not get list of IP addresses")? {
         let existing = IpNet::from_wit(&existing.address);
         if existing == address {
@@ -365,10 +368,9 @@ fn ensure_address(host: &Netns, link: &str, family: IpFamily, address: IpNet, fo
         Err(e) if e.is_already_exists() => {}
         Err(e) => return Err(internal(format!("could not add IP address {address} to {link:?}: {}", e.message))),
     }
-    // Setting the MAC to itself stops a bridge's MAC from following its
+    // Setting the MAC explicitly stops a bridge's MAC from following its
     // lowest-numbered port.
-    let current = links::get(host, link)?.ok_or_else(|| internal(format!("could not lookup {link:?}")))?;
-    if let Some(mac) = current.mac {
+    if let Some(mac) = mac {
         links::set(host, link, &LinkChange { mac: Some(mac), ..no_change() }).context("could not set bridge's mac")?;
     }
     Ok(())
