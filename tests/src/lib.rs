@@ -1,9 +1,11 @@
 //! What the end-to-end tests and the benchmark share: running plugins the
 //! way a runtime does, scratch network namespaces, and where things are.
 
+pub mod kernel;
 pub mod libcni;
 pub mod netns;
 pub mod plugin;
+pub mod side;
 
 use std::path::{Path, PathBuf};
 

@@ -115,12 +115,21 @@ pub struct Runtime {
     bin_dirs: String,
     cache_dir: crate::TempDir,
     env: Vec<(String, String)>,
+    /// A scratch namespace the runtime runs in, playing the host.
+    host_netns: Option<String>,
 }
 
 impl Runtime {
     /// `bin_dirs` is colon-separated, searched in order (libcni's CNI_PATH).
     pub fn new(bin_dirs: &str) -> Runtime {
-        Runtime { bin_dirs: bin_dirs.to_string(), cache_dir: crate::TempDir::new("libcni"), env: Vec::new() }
+        Runtime { bin_dirs: bin_dirs.to_string(), cache_dir: crate::TempDir::new("libcni"), env: Vec::new(), host_netns: None }
+    }
+
+    /// Runs libcni (and so every plugin) inside the named namespace, which
+    /// then plays the host: bridges, iptables and sysctls stay inside it.
+    pub fn in_netns(mut self, name: &str) -> Runtime {
+        self.host_netns = Some(name.to_string());
+        self
     }
 
     /// An extra environment variable for the driver, which libcni passes on
@@ -156,7 +165,14 @@ impl Runtime {
     /// and cache, then `args` (e.g. `--container-id`, `--cap`, `--valid`).
     pub fn invoke(&self, command: &str, conflist: &str, args: &[String]) -> Invocation {
         let conflist = self.write_conflist(conflist);
-        let mut cmd = Command::new(driver());
+        let mut cmd = match &self.host_netns {
+            Some(name) => {
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", name]).arg(driver());
+                cmd
+            }
+            None => Command::new(driver()),
+        };
         cmd.arg(command)
             .arg("--conflist")
             .arg(&conflist)

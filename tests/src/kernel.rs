@@ -1,0 +1,144 @@
+//! Reading a namespace's kernel state in a form two runs can be compared
+//! in: random veth names, MACs, interface indexes and counters normalized
+//! away, everything else kept.
+
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+use crate::netns::Netns;
+
+/// A veth name the plugins make up (`veth` + 8 hex digits).
+pub fn is_random_veth(name: &str) -> bool {
+    name.len() == 12 && name.starts_with("veth") && name[4..].chars().all(|c| c.is_ascii_hexdigit())
+}
+
+fn normalize_name(name: &str) -> String {
+    if is_random_veth(name) { "veth*".into() } else { name.into() }
+}
+
+/// Links with the attributes a plugin sets: kind, mtu, txqlen, flags,
+/// master, bridge-port settings.
+pub fn links(ns: &Netns) -> Value {
+    let mut links: Vec<Value> = ns
+        .ip_json(&["-d", "link", "show"])
+        .as_array()
+        .expect("ip -j link prints a list")
+        .iter()
+        .map(|l| {
+            let info = &l["linkinfo"];
+            let slave = &info["info_slave_data"];
+            json!({
+                "name": normalize_name(l["ifname"].as_str().unwrap_or_default()),
+                "kind": info["info_kind"],
+                "mtu": l["mtu"],
+                "txqlen": l["txqlen"],
+                "flags": l["flags"],
+                "promiscuity": l["promiscuity"],
+                "master": l["master"].as_str().map(normalize_name),
+                "hairpin": slave["hairpin"],
+                "isolated": slave["isolated"],
+                "link_type": l["link_type"],
+            })
+        })
+        .collect();
+    links.sort_by_key(|l| l.to_string());
+    Value::Array(links)
+}
+
+/// Addresses other than IPv6 link-local (derived from the random MACs).
+pub fn addresses(ns: &Netns) -> Value {
+    let mut out: Vec<Value> = Vec::new();
+    for link in ns.ip_json(&["addr", "show"]).as_array().expect("a list") {
+        let name = normalize_name(link["ifname"].as_str().unwrap_or_default());
+        for a in link["addr_info"].as_array().into_iter().flatten() {
+            let local = a["local"].as_str().unwrap_or_default();
+            if local.starts_with("fe80:") {
+                continue;
+            }
+            out.push(json!({"dev": name, "family": a["family"], "local": local, "prefixlen": a["prefixlen"], "scope": a["scope"]}));
+        }
+    }
+    out.sort_by_key(|a| a.to_string());
+    Value::Array(out)
+}
+
+/// Routes of both families in every table, link-local IPv6 ones aside.
+pub fn routes(ns: &Netns) -> Value {
+    let mut out: Vec<Value> = Vec::new();
+    for family in ["-4", "-6"] {
+        for r in ns.ip_json(&[family, "route", "show", "table", "all"]).as_array().expect("a list") {
+            let dst = r["dst"].as_str().unwrap_or_default();
+            if dst.starts_with("fe80:") || dst.starts_with("ff00:") || dst.starts_with("multicast") {
+                continue;
+            }
+            out.push(json!({
+                "dst": dst, "gateway": r["gateway"], "dev": r["dev"].as_str().map(normalize_name),
+                "table": r["table"], "scope": r["scope"], "protocol": r["protocol"], "type": r["type"],
+                "prefsrc": r["prefsrc"], "metric": r["metric"], "flags": r["flags"],
+            }));
+        }
+    }
+    out.sort_by_key(|r| r.to_string());
+    Value::Array(out)
+}
+
+/// Everything above, for one namespace.
+pub fn state(ns: &Netns) -> Value {
+    json!({"links": links(ns), "addresses": addresses(ns), "routes": routes(ns)})
+}
+
+/// `iptables-save` (or `ip6tables-save`) of one table, without the
+/// timestamps and packet counters.
+pub fn iptables_save(ns: &Netns, v6: bool, table: &str) -> String {
+    let program = if v6 { "ip6tables-save" } else { "iptables-save" };
+    let text = ns.exec(program, &["-t", table]);
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| match l.rfind(" [") {
+            Some(i) if l.starts_with(':') => format!("{} [*]", &l[..i]),
+            _ => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The nftables ruleset, as text, without handles and counters.
+pub fn nft_ruleset(ns: &Netns) -> String {
+    ns.exec("nft", &["list", "ruleset"])
+}
+
+/// `conntrack -L` of one family in the namespace (one entry per line).
+pub fn conntrack(ns: &Netns, v6: bool) -> Vec<String> {
+    let family = if v6 { "ipv6" } else { "ipv4" };
+    let output = Command::new("ip")
+        .args(["netns", "exec", &ns.name, "conntrack", "-L", "-f", family])
+        .output()
+        .expect("running conntrack (apt-get install conntrack)");
+    String::from_utf8_lossy(&output.stdout).lines().map(str::to_string).collect()
+}
+
+/// A sysctl value in the namespace ("net/ipv4/ip_forward").
+pub fn sysctl(ns: &Netns, key: &str) -> String {
+    ns.exec("cat", &[&format!("/proc/sys/{key}")]).trim().to_string()
+}
+
+/// A result JSON with the random parts (veth names, MACs, sandbox paths)
+/// replaced, so two runs compare equal.
+pub fn normalize_result(result: &Value) -> Value {
+    let mut result = result.clone();
+    if let Some(interfaces) = result["interfaces"].as_array_mut() {
+        for interface in interfaces {
+            if let Some(name) = interface["name"].as_str() {
+                interface["name"] = json!(normalize_name(name));
+            }
+            if interface.get("mac").is_some() {
+                interface["mac"] = json!("*");
+            }
+            if interface.get("sandbox").is_some() {
+                interface["sandbox"] = json!("*");
+            }
+        }
+    }
+    result
+}

@@ -1,0 +1,193 @@
+//! Side-by-side runs: the same conflist through the real libcni, once with
+//! cni-wasm's plugins and once with the reference's, each in its own
+//! scratch namespace playing the host (so bridges, iptables, nftables and
+//! sysctls never touch the machine) with its own IPAM store.
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+
+use crate::libcni::Runtime;
+use crate::netns::Netns;
+use crate::plugin::Installation;
+use crate::{REFERENCE_DIR, TempDir, require_root};
+
+pub const NETWORK: &str = "podman";
+pub const BRIDGE: &str = "cni-podman0";
+pub const SUBNET: &str = "10.89.0.0/24";
+pub const GATEWAY: &str = "10.89.0.1";
+
+/// One implementation's world.
+pub struct Side {
+    pub name: &'static str,
+    pub host: Netns,
+    pub runtime: Runtime,
+    pub store: TempDir,
+    _install: Option<Installation>,
+}
+
+impl Side {
+    pub fn ours(tag: &str) -> Side {
+        require_root();
+        let install = Installation::new(tag);
+        let dir = install.dir.display().to_string();
+        Side::new("cni-wasm", tag, &dir, Some(install))
+    }
+
+    pub fn reference(tag: &str) -> Side {
+        require_root();
+        Side::new("reference", tag, REFERENCE_DIR, None)
+    }
+
+    fn new(name: &'static str, tag: &str, bin_dir: &str, install: Option<Installation>) -> Side {
+        let host = Netns::new(&format!("{tag}-h"));
+        host.exec("ip", &["link", "set", "lo", "up"]);
+        let runtime = Runtime::new(bin_dir).in_netns(&host.name);
+        Side { name, host, runtime, store: TempDir::new(tag), _install: install }
+    }
+
+    /// The plugin directory (CNI_PATH) of this side.
+    pub fn bin_dir(&self) -> String {
+        match &self._install {
+            Some(install) => install.dir.display().to_string(),
+            None => REFERENCE_DIR.to_string(),
+        }
+    }
+
+    /// A conflist with every `ipam.dataDir` pointed at this side's store.
+    pub fn conflist(&self, template: &Value) -> String {
+        let mut conflist = template.clone();
+        for plugin in conflist["plugins"].as_array_mut().into_iter().flatten() {
+            if plugin.get("ipam").is_some_and(|i| i.get("type").is_some()) {
+                plugin["ipam"]["dataDir"] = json!(self.store.path.display().to_string());
+            }
+        }
+        conflist.to_string()
+    }
+
+    pub fn add(&self, template: &Value, id: &str, container: &Netns, caps: &[(&str, Value)]) -> Result<Value, String> {
+        self.runtime.add(&self.conflist(template), id, &container.path(), "eth0", caps)
+    }
+
+    pub fn check(&self, template: &Value, id: &str, container: &Netns, caps: &[(&str, Value)]) -> Result<(), String> {
+        self.runtime.check(&self.conflist(template), id, &container.path(), "eth0", caps)
+    }
+
+    pub fn del(&self, template: &Value, id: &str, container: &Netns, caps: &[(&str, Value)]) -> Result<(), String> {
+        self.runtime.del(&self.conflist(template), id, &container.path(), "eth0", caps)
+    }
+
+    /// Runs a program inside the host namespace.
+    pub fn exec(&self, program: &str, args: &[&str]) -> String {
+        self.host.exec(program, args)
+    }
+
+    pub fn store_dir(&self) -> &Path {
+        &self.store.path
+    }
+}
+
+/// podman's default network as a conflist: bridge + host-local, then the
+/// given chained plugins (portmap, firewall, tuning, ...).
+pub fn podman(version: &str, chained: &[Value]) -> Value {
+    let mut plugins = vec![json!({
+        "type": "bridge", "bridge": BRIDGE, "isGateway": true, "ipMasq": true, "hairpinMode": true,
+        "ipam": {"type": "host-local", "routes": [{"dst": "0.0.0.0/0"}], "ranges": [[{"subnet": SUBNET, "gateway": GATEWAY}]]}
+    })];
+    plugins.extend(chained.iter().cloned());
+    json!({"cniVersion": version, "name": NETWORK, "plugins": plugins})
+}
+
+/// Mappings for the `portMappings` capability.
+pub fn port_mappings(mappings: &[(u16, u16, &str, Option<&str>)]) -> Value {
+    Value::Array(
+        mappings
+            .iter()
+            .map(|(host, container, protocol, host_ip)| {
+                let mut m = json!({"hostPort": host, "containerPort": container, "protocol": protocol});
+                if let Some(ip) = host_ip {
+                    m["hostIP"] = json!(ip);
+                }
+                m
+            })
+            .collect(),
+    )
+}
+
+/// The test-traffic tool (tests/src/bin/nettest.rs).
+pub fn nettest() -> std::path::PathBuf {
+    crate::target_dir().join("release").join("nettest")
+}
+
+/// A nettest server in a namespace, killed when dropped.
+pub struct Server {
+    child: std::process::Child,
+}
+
+impl Server {
+    pub fn start(ns: &Netns, protocol: &str, address: &str, name: &str) -> Server {
+        let mut child = std::process::Command::new("ip")
+            .args(["netns", "exec", &ns.name])
+            .arg(nettest())
+            .args(["serve", protocol, address, name])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("starting nettest");
+        // Wait for "listening", so a connect right after finds the socket.
+        let mut line = String::new();
+        use std::io::BufRead;
+        std::io::BufReader::new(child.stdout.as_mut().expect("piped")).read_line(&mut line).expect("reading nettest");
+        assert_eq!(line.trim(), "listening", "nettest serve {protocol} {address} did not start");
+        Server { child }
+    }
+
+    /// The child's stdout, for servers whose output the test reads.
+    pub fn stdout(&mut self) -> &mut std::process::ChildStdout {
+        self.child.stdout.as_mut().expect("piped")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `nettest connect`: the server's answer ("NAME PEER"), or None.
+pub fn connect(ns: &Netns, protocol: &str, address: &str) -> Option<String> {
+    let output = std::process::Command::new("ip")
+        .args(["netns", "exec", &ns.name])
+        .arg(nettest())
+        .args(["connect", protocol, address, "1500"])
+        .output()
+        .expect("running nettest");
+    output.status.success().then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
+}
+
+/// Whether `ping -c1` from `ns` reaches `address`.
+pub fn ping(ns: &Netns, address: &str) -> bool {
+    std::process::Command::new("ip")
+        .args(["netns", "exec", &ns.name, "ping", "-c1", "-W2", address])
+        .output()
+        .expect("running ping")
+        .status
+        .success()
+}
+
+/// A client namespace wired to a host namespace by a veth, as a machine on
+/// the host's LAN: the host side gets `host_ip`, the client `client_ip`
+/// (both /24) and a default route through the host.
+pub fn lan_client(host: &Netns, tag: &str, host_ip: &str, client_ip: &str) -> Netns {
+    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let client = Netns::new(tag);
+    let peer = format!("lan{}", COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst));
+    crate::netns::run("ip", &["-n", &host.name, "link", "add", &peer, "type", "veth", "peer", "name", "eth0", "netns", &client.name]);
+    crate::netns::run("ip", &["-n", &host.name, "addr", "add", &format!("{host_ip}/24"), "dev", &peer]);
+    crate::netns::run("ip", &["-n", &host.name, "link", "set", &peer, "up"]);
+    crate::netns::run("ip", &["-n", &client.name, "addr", "add", &format!("{client_ip}/24"), "dev", "eth0"]);
+    crate::netns::run("ip", &["-n", &client.name, "link", "set", "eth0", "up"]);
+    crate::netns::run("ip", &["-n", &client.name, "link", "set", "lo", "up"]);
+    crate::netns::run("ip", &["-n", &client.name, "route", "add", "default", "via", host_ip]);
+    client
+}
