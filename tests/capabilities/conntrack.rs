@@ -328,7 +328,7 @@ fn conntrack_works(test: &str) -> bool {
     match probe {
         Ok(()) => true,
         Err(reason) => {
-            eprintln!("SKIPPED {test}: this kernel cannot track connections in a network namespace: {reason}");
+            cni_wasm_tests::skip(test, &format!("this kernel cannot track connections in a network namespace: {reason}"));
             false
         }
     }

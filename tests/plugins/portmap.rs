@@ -38,8 +38,8 @@ fn iptables_rules_results_and_kernel_state_match_the_reference() {
     let their_result = theirs.add(&conflist, "abc123", &their_ct, &caps).unwrap();
     assert_eq!(normalize_result(&our_result), normalize_result(&their_result));
     assert_eq!(nat_tables(&ours), nat_tables(&theirs), "nat tables after ADD");
-    assert_eq!(kernel::state(&ours.host), kernel::state(&theirs.host), "host namespace");
-    assert_eq!(kernel::state(&our_ct), kernel::state(&their_ct), "container namespace");
+    kernel::assert_converges(|| kernel::state(&ours.host), || kernel::state(&theirs.host), "host namespace");
+    kernel::assert_converges(|| kernel::state(&our_ct), || kernel::state(&their_ct), "container namespace");
     let localnet = format!("net/ipv4/conf/{}/route_localnet", side::BRIDGE);
     assert_eq!(kernel::sysctl(&ours.host, &localnet), "1");
     assert_eq!(kernel::sysctl(&theirs.host, &localnet), "1");

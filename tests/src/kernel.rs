@@ -142,3 +142,50 @@ pub fn normalize_result(result: &Value) -> Value {
     }
     result
 }
+
+/// Asserts two JSON values are equal, showing only the lines that differ.
+#[track_caller]
+pub fn assert_same(ours: &Value, theirs: &Value, what: &str) {
+    if ours == theirs {
+        return;
+    }
+    let (a, b) = (serde_json::to_string_pretty(ours).unwrap(), serde_json::to_string_pretty(theirs).unwrap());
+    let (a, b): (Vec<&str>, Vec<&str>) = (a.lines().collect(), b.lines().collect());
+    let only_ours: Vec<&&str> = a.iter().filter(|l| !b.contains(l)).collect();
+    let only_theirs: Vec<&&str> = b.iter().filter(|l| !a.contains(l)).collect();
+    panic!("{what}: cni-wasm and the reference differ\n only cni-wasm: {only_ours:#?}\n only reference: {only_theirs:#?}");
+}
+
+/// Like [`assert_same`], for kernel state that settles asynchronously
+/// (DAD, carrier changes through linkwatch): both sides must reach the
+/// same state within a few seconds.
+#[track_caller]
+pub fn assert_converges(ours: impl Fn() -> Value, theirs: impl Fn() -> Value, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(4);
+    loop {
+        let (a, b) = (ours(), theirs());
+        if a == b || std::time::Instant::now() > deadline {
+            return assert_same(&a, &b, what);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Random veth names in free text (nft rulesets) replaced by `veth*`.
+pub fn normalize_veth_names(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("veth") {
+        out.push_str(&rest[..i]);
+        let candidate = rest.get(i..i + 12).unwrap_or("");
+        if is_random_veth(candidate) {
+            out.push_str("veth*");
+            rest = &rest[i + 12..];
+        } else {
+            out.push_str("veth");
+            rest = &rest[i + 4..];
+        }
+    }
+    out.push_str(rest);
+    out
+}

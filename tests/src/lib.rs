@@ -156,3 +156,10 @@ impl Probe {
 pub fn link_names(ns: &netns::Netns) -> Vec<String> {
     ns.ip_json(&["link", "show"]).as_array().unwrap().iter().map(|l| l["ifname"].as_str().unwrap().to_string()).collect()
 }
+
+/// Reports a skipped test on the real stderr (libtest captures print
+/// macros of passing tests, and a skip must never pass silently).
+pub fn skip(test: &str, reason: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: {reason}");
+}

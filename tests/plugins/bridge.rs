@@ -1,0 +1,213 @@
+//! bridge (+ host-local) side by side with the reference through libcni:
+//! the same results and the same links, addresses, routes, sysctls and
+//! netfilter rules for every field the reference has; real traffic; the
+//! fields the Debian reference lacks (portIsolation, vlanTrunk, ...) on
+//! their own; DEL that always cleans up.
+
+use cni_wasm_tests::kernel::{self, assert_converges, assert_same, iptables_save, normalize_result};
+use cni_wasm_tests::netns::Netns;
+use cni_wasm_tests::plugin::{Env, Installation, run};
+use cni_wasm_tests::side::{BRIDGE, GATEWAY, Side, ping};
+use serde_json::{Value, json};
+
+fn bridge(extra: Value) -> Value {
+    let mut plugin = json!({
+        "type": "bridge", "bridge": BRIDGE,
+        "ipam": {"type": "host-local", "routes": [{"dst": "0.0.0.0/0"}], "ranges": [[{"subnet": "10.89.0.0/24", "gateway": GATEWAY}]]}
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        plugin[k] = v.clone();
+    }
+    plugin
+}
+
+fn conflist(plugin: Value) -> Value {
+    json!({"cniVersion": "1.0.0", "name": "podman", "plugins": [plugin]})
+}
+
+/// Everything a bridge ADD or DEL may touch in the host namespace.
+fn host_state(side: &Side) -> Value {
+    let sysctls: Vec<String> = ["net/ipv4/ip_forward", "net/ipv6/conf/all/forwarding"]
+        .iter()
+        .map(|k| kernel::sysctl(&side.host, k))
+        .collect();
+    json!({
+        "kernel": kernel::state(&side.host),
+        "nat4": iptables_save(&side.host, false, "nat"),
+        "nat6": iptables_save(&side.host, true, "nat"),
+        "nft": kernel::normalize_veth_names(&kernel::nft_ruleset(&side.host)),
+        "sysctls": sysctls,
+    })
+}
+
+fn container_state(ns: &Netns) -> Value {
+    let mut state = kernel::state(ns);
+    state["arp_notify"] = json!(kernel::sysctl(ns, "net/ipv4/conf/eth0/arp_notify"));
+    state
+}
+
+/// Two containers added, checked and deleted on both sides, comparing
+/// every result and namespace after each step.
+fn same_as_the_reference(tag: &str, plugin: Value, args: &str) {
+    let (ours, theirs) = (Side::ours(&format!("{tag}-o")), Side::reference(&format!("{tag}-r")));
+    let conflist = conflist(plugin.clone());
+    let runtime_args: Vec<String> = if args.is_empty() { vec![] } else { vec!["--args".into(), args.into()] };
+    let containers: Vec<(Netns, Netns)> = (0..2).map(|i| (Netns::new(&format!("{tag}-o{i}")), Netns::new(&format!("{tag}-r{i}")))).collect();
+    for (i, (our_ct, their_ct)) in containers.iter().enumerate() {
+        let id = format!("c{i}");
+        let attach = |side: &Side, ct: &Netns| {
+            let mut a = vec!["--container-id".to_string(), id.clone(), "--netns".into(), ct.path(), "--ifname".into(), "eth0".into()];
+            a.extend(runtime_args.iter().cloned());
+            side.runtime.invoke("add", &side.conflist(&conflist), &a).into_result()
+        };
+        let our_result: Value = serde_json::from_str(&attach(&ours, our_ct).unwrap()).unwrap();
+        let their_result: Value = serde_json::from_str(&attach(&theirs, their_ct).unwrap()).unwrap();
+        assert_same(&normalize_result(&our_result), &normalize_result(&their_result), &format!("{tag}: result of ADD {id} with {plugin}"));
+        assert_converges(|| host_state(&ours), || host_state(&theirs), &format!("{tag}: host after ADD {id}"));
+        assert_converges(|| container_state(our_ct), || container_state(their_ct), &format!("{tag}: container after ADD {id}"));
+        ours.check(&conflist, &id, our_ct, &[]).unwrap_or_else(|e| panic!("{tag}: CHECK {id}: {e}"));
+    }
+    for (i, (our_ct, their_ct)) in containers.iter().enumerate() {
+        let id = format!("c{i}");
+        ours.del(&conflist, &id, our_ct, &[]).unwrap();
+        theirs.del(&conflist, &id, their_ct, &[]).unwrap();
+        assert_converges(|| host_state(&ours), || host_state(&theirs), &format!("{tag}: host after DEL {id}"));
+        assert_converges(|| kernel::state(our_ct), || kernel::state(their_ct), &format!("{tag}: container after DEL {id}"));
+    }
+}
+
+#[test]
+fn a_plain_l2_bridge_matches_the_reference() {
+    same_as_the_reference("br-l2", bridge(json!({})), "");
+}
+
+#[test]
+fn a_gateway_bridge_with_masquerade_and_hairpin_matches_the_reference() {
+    same_as_the_reference("br-gw", bridge(json!({"isGateway": true, "ipMasq": true, "hairpinMode": true})), "");
+}
+
+#[test]
+fn a_default_gateway_bridge_with_mtu_and_promisc_matches_the_reference() {
+    let plugin = bridge(json!({"isDefaultGateway": true, "mtu": 1400, "promiscMode": true,
+        "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.90.0.0/24"}]]}}));
+    same_as_the_reference("br-dgw", plugin, "");
+}
+
+#[test]
+fn a_dual_stack_bridge_with_dad_and_force_address_matches_the_reference() {
+    let plugin = bridge(json!({"isGateway": true, "forceAddress": true, "enabledad": true, "ipMasq": true,
+        "ipam": {"type": "host-local", "routes": [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}],
+                 "ranges": [[{"subnet": "10.91.0.0/24"}], [{"subnet": "fd91::/64"}]]}}));
+    same_as_the_reference("br-dual", plugin, "");
+}
+
+#[test]
+fn mac_spoof_check_and_a_requested_mac_match_the_reference() {
+    let plugin = bridge(json!({"isGateway": true, "macspoofchk": true}));
+    same_as_the_reference("br-mac", plugin, "IgnoreUnknown=1;MAC=0a:58:0a:59:00:99");
+}
+
+#[test]
+fn containers_reach_their_gateway_and_each_other_and_not_after_del() {
+    let ours = Side::ours("br-ping");
+    let conflist = conflist(bridge(json!({"isGateway": true, "ipMasq": true})));
+    let (a, b) = (Netns::new("br-ping-a"), Netns::new("br-ping-b"));
+    ours.add(&conflist, "a", &a, &[]).unwrap();
+    let b_result = ours.add(&conflist, "b", &b, &[]).unwrap();
+    let b_ip = b_result["ips"][0]["address"].as_str().unwrap().split('/').next().unwrap().to_string();
+    assert!(ping(&a, GATEWAY), "a container reaches its gateway");
+    assert!(ping(&a, &b_ip), "a container reaches another on the bridge");
+    assert!(ping(&ours.host, &b_ip), "the host reaches a container");
+    ours.del(&conflist, "b", &b, &[]).unwrap();
+    assert!(!ping(&a, &b_ip), "a deleted container is unreachable");
+    ours.del(&conflist, "a", &a, &[]).unwrap();
+}
+
+#[test]
+fn port_isolation_keeps_containers_apart_but_not_from_the_gateway() {
+    let ours = Side::ours("br-iso");
+    let conflist = conflist(bridge(json!({"isGateway": true, "portIsolation": true})));
+    let (a, b) = (Netns::new("br-iso-a"), Netns::new("br-iso-b"));
+    ours.add(&conflist, "a", &a, &[]).unwrap();
+    let b_result = ours.add(&conflist, "b", &b, &[]).unwrap();
+    let b_ip = b_result["ips"][0]["address"].as_str().unwrap().split('/').next().unwrap().to_string();
+    assert!(ping(&a, GATEWAY));
+    assert!(!ping(&a, &b_ip), "isolated ports cannot talk to each other");
+    let ports = ours.host.ip_json(&["-d", "link", "show", "master", BRIDGE]);
+    assert!(ports.as_array().unwrap().iter().all(|p| p["linkinfo"]["info_slave_data"]["isolated"] == json!(true)));
+}
+
+#[test]
+fn a_reused_address_is_announced_with_arp_notify() {
+    let ours = Side::ours("br-arp");
+    let conflist = conflist(bridge(json!({"isGateway": true})));
+    let a = Netns::new("br-arp-a");
+    ours.add(&conflist, "a", &a, &[]).unwrap();
+    assert_eq!(kernel::sysctl(&a, "net/ipv4/conf/eth0/arp_notify"), "1");
+}
+
+/// The kernel here may lack bridge VLAN filtering; then say so and skip.
+fn vlan_filtering_supported() -> Result<(), String> {
+    let ns = Netns::new("br-vlan-probe");
+    let output = std::process::Command::new("ip")
+        .args(["-n", &ns.name, "link", "add", "probe0", "type", "bridge", "vlan_filtering", "1"])
+        .output()
+        .unwrap();
+    if output.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&output.stderr).trim().to_string()) }
+}
+
+#[test]
+fn vlan_and_vlan_trunk_tag_the_port() {
+    if let Err(why) = vlan_filtering_supported() {
+        cni_wasm_tests::skip("vlan_and_vlan_trunk_tag_the_port", &format!("this kernel has no bridge VLAN filtering ({why})"));
+        return;
+    }
+    let ours = Side::ours("br-vlan");
+    let conflist = conflist(bridge(json!({"vlan": 100, "vlanTrunk": [{"minID": 200, "maxID": 202}, {"id": 300}]})));
+    let a = Netns::new("br-vlan-a");
+    ours.add(&conflist, "a", &a, &[]).unwrap();
+    let vlans = ours.exec("bridge", &["-j", "vlan", "show"]);
+    for id in ["100", "200", "201", "202", "300"] {
+        assert!(vlans.contains(id), "vlan {id} on the port: {vlans}");
+    }
+    ours.del(&conflist, "a", &a, &[]).unwrap();
+}
+
+#[test]
+fn check_fails_when_the_container_address_is_gone() {
+    let ours = Side::ours("br-chk");
+    let conflist = conflist(bridge(json!({"isGateway": true})));
+    let a = Netns::new("br-chk-a");
+    let result = ours.add(&conflist, "a", &a, &[]).unwrap();
+    ours.check(&conflist, "a", &a, &[]).expect("CHECK after ADD");
+    let address = result["ips"][0]["address"].as_str().unwrap();
+    a.exec("ip", &["addr", "del", address, "dev", "eth0"]);
+    assert!(ours.check(&conflist, "a", &a, &[]).is_err(), "CHECK notices the missing address");
+}
+
+#[test]
+fn del_succeeds_twice_for_unknown_containers_and_after_the_netns_is_gone() {
+    let ours = Side::ours("br-del");
+    let conflist = conflist(bridge(json!({"isGateway": true, "ipMasq": true})));
+    let a = Netns::new("br-del-a");
+    ours.add(&conflist, "a", &a, &[]).unwrap();
+    // The namespace goes first (the container died): DEL must still
+    // release the IP and remove the masquerade rules.
+    let path = a.path();
+    drop(a);
+    let install = Installation::new("br-del-direct");
+    let config = json!({"cniVersion": "1.0.0", "name": "podman", "type": "bridge", "bridge": BRIDGE, "isGateway": true, "ipMasq": true,
+        "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.89.0.0/24", "gateway": GATEWAY}]], "dataDir": ours.store_dir().display().to_string()}});
+    for (id, netns) in [("a", path.as_str()), ("a", path.as_str()), ("never-added", ""), ("a", "")] {
+        let env = Env { host_netns: Some(ours.host.name.clone()), ..Env::new("DEL", id, netns, "eth0", &install.dir) };
+        let outcome = run(&install.plugin("bridge"), &env, &config.to_string());
+        assert!(outcome.success, "DEL {id} {netns:?}: {} {}", outcome.stdout, outcome.stderr);
+    }
+    assert!(!iptables_save(&ours.host, false, "nat").contains("CNI-"), "masquerade rules removed");
+    let reserved: Vec<_> = std::fs::read_dir(ours.store_dir().join("podman")).unwrap().flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with("10."))
+        .collect();
+    assert!(reserved.is_empty(), "IP released: {reserved:?}");
+    assert!(!cni_wasm_tests::link_names(&ours.host).iter().any(|l| kernel::is_random_veth(l)));
+}
