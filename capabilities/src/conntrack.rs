@@ -70,10 +70,27 @@ pub fn dump(ns: &Netns, filter: &FlowFilter) -> Result<Vec<Flow>> {
 
 /// Deletes every matching entry; returns how many were deleted.
 pub fn delete(ns: &Netns, filter: &FlowFilter) -> Result<u32> {
-    check(filter)?;
+    delete_any(ns, std::slice::from_ref(filter))
+}
+
+/// Deletes every entry matching any of `filters`, in one walk of the table:
+/// a dump walks the kernel's whole (global) conntrack hash, which costs
+/// milliseconds however few entries the namespace has.
+pub fn delete_any(ns: &Netns, filters: &[FlowFilter]) -> Result<u32> {
+    let Some(first) = filters.first() else { return Ok(0) };
+    filters.iter().try_for_each(check)?;
+    let family = filters.iter().all(|f| f.family == first.family).then_some(first.family);
     let mut socket = open(ns)?;
+    let doing = format!("dumping conntrack entries in {}", ns.label());
+    let request = NetfilterMessage::new(header(family), ConntrackMessage::Get(vec![]));
+    let entries: Vec<Entry> = socket
+        .dump(request, &doing)?
+        .iter()
+        .filter_map(entry)
+        .filter(|entry| filters.iter().any(|filter| matches(filter, &entry.flow)))
+        .collect();
     let mut deleted = 0;
-    for entry in matching_entries(&mut socket, ns, filter)? {
+    for entry in entries {
         if delete_entry(&mut socket, ns, &entry)? {
             deleted += 1;
         }
@@ -122,7 +139,7 @@ fn open(ns: &Netns) -> Result<CtnetlinkSocket> {
 
 fn matching_entries(socket: &mut CtnetlinkSocket, ns: &Netns, filter: &FlowFilter) -> Result<Vec<Entry>> {
     let doing = format!("dumping conntrack entries in {}", ns.label());
-    let request = NetfilterMessage::new(header(filter.family), ConntrackMessage::Get(vec![]));
+    let request = NetfilterMessage::new(header(Some(filter.family)), ConntrackMessage::Get(vec![]));
     let replies = socket.dump(request, &doing)?;
     Ok(replies.iter().filter_map(entry).filter(|entry| matches(filter, &entry.flow)).collect())
 }
@@ -134,7 +151,7 @@ fn delete_entry(socket: &mut CtnetlinkSocket, ns: &Netns, entry: &Entry) -> Resu
     let doing = format!("deleting conntrack entry {} in {}", describe(&entry.flow), ns.label());
     let mut attributes = vec![ConntrackAttribute::CtaTupleOrig(entry.original_tuple.clone())];
     attributes.extend(entry.zone.clone().map(ConntrackAttribute::Other));
-    let request = NetfilterMessage::new(header(entry.flow.family), ConntrackMessage::Delete(attributes));
+    let request = NetfilterMessage::new(header(Some(entry.flow.family)), ConntrackMessage::Delete(attributes));
     match socket.execute(request, 0, &doing) {
         Ok(()) => Ok(true),
         Err(error) if error.errno == Some(libc::ENOENT) => Ok(false),
@@ -228,10 +245,12 @@ fn endpoints(tuple: &[Tuple]) -> Option<Endpoints> {
     Some(Endpoints { protocol: protocol?, source: source?, destination: destination?, source_port, destination_port })
 }
 
-fn header(family: Family) -> NetfilterHeader {
+/// None dumps every family.
+fn header(family: Option<Family>) -> NetfilterHeader {
     let family = match family {
-        Family::V4 => NetfilterProtoFamily::IPv4,
-        Family::V6 => NetfilterProtoFamily::IPv6,
+        Some(Family::V4) => NetfilterProtoFamily::IPv4,
+        Some(Family::V6) => NetfilterProtoFamily::IPv6,
+        None => NetfilterProtoFamily::Unspec,
     };
     NetfilterHeader::new(family, 0, 0)
 }

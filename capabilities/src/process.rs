@@ -29,7 +29,13 @@ pub fn run(program: &Path, args: &[&str], env: &[(&str, &str)], stdin: &[u8], de
 /// stderr for the error message. The child is forked from a thread inside
 /// the namespace, so it starts there.
 pub fn run_tool(ns: &Netns, program: &Path, args: &[&str], stdin: &[u8], deadline: Instant) -> Result<Output> {
-    spawn_and_wait(Some(ns), program, args, &[], stdin, true, deadline)
+    let start = Instant::now();
+    let output = spawn_and_wait(Some(ns), program, args, &[], stdin, true, deadline);
+    // CNI_WASM_TIMING=1 (see host/src/timing.rs): what each tool costs.
+    if std::env::var_os("CNI_WASM_TIMING").is_some() {
+        eprintln!("cni-wasm timing:   tool {} {}: {:.3} ms", program.display(), args.join(" "), start.elapsed().as_secs_f64() * 1e3);
+    }
+    output
 }
 
 /// Finds a system tool in PATH or the usual sbin directories (a runtime

@@ -105,8 +105,16 @@ pub fn invoke(process: &Rc<Process>, plugin: &str, env: Environment, config: Req
                     rollback(process, &mut store);
                     Err(failure)
                 }
-                Command::Del => finish(plugin, "DEL", guest.call_del(&mut *store, &invocation), &store),
-                _ => finish(plugin, "CHECK", guest.call_check(&mut *store, &invocation), &store),
+                Command::Del => {
+                    let outcome = guest.call_del(&mut *store, &invocation);
+                    crate::timing::mark("plugin DEL");
+                    finish(plugin, "DEL", outcome, &store)
+                }
+                _ => {
+                    let outcome = guest.call_check(&mut *store, &invocation);
+                    crate::timing::mark("plugin CHECK");
+                    finish(plugin, "CHECK", outcome, &store)
+                }
             }
         }
         Command::Status => {

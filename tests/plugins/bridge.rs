@@ -203,7 +203,8 @@ fn del_succeeds_twice_for_unknown_containers_and_after_the_netns_is_gone() {
         let outcome = run(&install.plugin("bridge"), &env, &config.to_string());
         assert!(outcome.success, "DEL {id} {netns:?}: {} {}", outcome.stdout, outcome.stderr);
     }
-    assert!(!iptables_save(&ours.host, false, "nat").contains("CNI-"), "masquerade rules removed");
+    let nat = iptables_save(&ours.host, false, "nat");
+    assert!(!nat.contains("CNI-"), "masquerade rules removed:\n{nat}");
     let reserved: Vec<_> = std::fs::read_dir(ours.store_dir().join("podman")).unwrap().flatten()
         .map(|e| e.file_name().to_string_lossy().to_string())
         .filter(|n| n.starts_with("10."))

@@ -50,26 +50,28 @@ impl Host for HostState {
             .collect())
     }
 
-    fn delete(&mut self, ns: Resource<NetnsHandle>, wanted: FlowFilter) -> CallResult<u32> {
+    fn delete(&mut self, ns: Resource<NetnsHandle>, wanted: Vec<FlowFilter>) -> CallResult<u32> {
         self.require(Capability::Conntrack, "conntrack.delete")?;
         let (_, netns) = self.netns(&ns)?;
-        let wanted = filter(wanted);
-        let owned_port = wanted.original_destination_port.is_some_and(|p| self.grants.conntrack_ports.contains(&p));
-        let owned_address = [wanted.original_destination, wanted.reply_source]
-            .iter()
-            .flatten()
-            .any(|a| self.grants.conntrack_addresses.contains(a));
-        if !owned_port && !owned_address {
-            return Err(Error::new(
-                ErrorKind::Denied,
-                format!(
-                    "{}: conntrack.delete refused: the filter must name a host port of this request's portMappings {:?} \
-                     or an address of its prevResult {:?}",
-                    self.grants.plugin, self.grants.conntrack_ports, self.grants.conntrack_addresses
-                ),
-            )
-            .into());
+        let wanted: Vec<native::FlowFilter> = wanted.into_iter().map(filter).collect();
+        for wanted in &wanted {
+            let owned_port = wanted.original_destination_port.is_some_and(|p| self.grants.conntrack_ports.contains(&p));
+            let owned_address = [wanted.original_destination, wanted.reply_source]
+                .iter()
+                .flatten()
+                .any(|a| self.grants.conntrack_addresses.contains(a));
+            if !owned_port && !owned_address {
+                return Err(Error::new(
+                    ErrorKind::Denied,
+                    format!(
+                        "{}: conntrack.delete refused: each filter must name a host port of this request's \
+                         portMappings {:?} or an address of its prevResult {:?}",
+                        self.grants.plugin, self.grants.conntrack_ports, self.grants.conntrack_addresses
+                    ),
+                )
+                .into());
+            }
         }
-        Ok(native::delete(&netns, &wanted)?)
+        Ok(native::delete_any(&netns, &wanted)?)
     }
 }

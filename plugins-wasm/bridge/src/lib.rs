@@ -88,7 +88,8 @@ impl cni_plugin_sdk::Plugin for Bridge {
                 let _ = spoofcheck::teardown(&host, &spoof_id);
             }
             if conf.ip_masq {
-                let _ = with_netfilter_lock(|| masquerade::teardown(&host, &conf.name, &call.ifname, &call.container_id));
+                let families = [IpFamily::Ipv4, IpFamily::Ipv6];
+                let _ = with_netfilter_lock(|| masquerade::teardown(&host, &conf.name, &call.ifname, &call.container_id, &families));
             }
             return Err(error);
         }
@@ -128,7 +129,8 @@ impl cni_plugin_sdk::Plugin for Bridge {
             cni_plugin_sdk::warn!("tearing down the MAC spoof check: {e}");
         }
         if conf.is_layer3() && conf.ip_masq {
-            with_netfilter_lock(|| masquerade::teardown(&host, &conf.name, &call.ifname, &call.container_id))?;
+            let families = masquerade::families_of(call.prev_result.as_ref());
+            with_netfilter_lock(|| masquerade::teardown(&host, &conf.name, &call.ifname, &call.container_id, &families))?;
         }
         Ok(())
     }
@@ -300,7 +302,7 @@ fn configure_layer3(conf: &NetConf, call: &Invocation, host: &Netns, container: 
     }
     if conf.ip_masq {
         let ips: Vec<IpNet> = result.ips.iter().map(|ip| IpNet::from_wit(&ip.address)).collect();
-        let backend = masquerade::backend(host, conf.ip_masq_backend.as_deref())?;
+        let backend = masquerade::configured_backend(conf.ip_masq_backend.as_deref())?;
         with_netfilter_lock(|| masquerade::setup(host, backend, &ips, &conf.name, &call.ifname, &call.container_id))?;
     }
     Ok(())

@@ -81,7 +81,9 @@ impl Mapping {
 #[derive(Debug)]
 pub struct PortMap {
     pub name: String,
-    pub backend: Backend,
+    /// None: the reference's default (iptables unless only nftables works),
+    /// resolved when the iptables tables are first read, not by a probe.
+    pub backend: Option<Backend>,
     pub snat: bool,
     pub masq_all: bool,
     pub mark_bit: u32,
@@ -102,6 +104,8 @@ impl PortMap {
             return Err(internal("MasqMarkBit must be between 0 and 31"));
         }
         let backend = choose_backend(&conf, host)?;
+        // Validated above; without options tied to a backend, the default is
+        // resolved lazily.
         let mappings = conf.runtime_config.port_mappings.iter().map(validate).collect::<Result<Vec<_>>>()?;
         Ok(PortMap {
             name: conf.name,
@@ -140,8 +144,9 @@ fn validate(entry: &PortMapping) -> Result<Mapping> {
 }
 
 /// The reference's ensureBackend: an explicit backend, or iptables unless
-/// only nftables works; options of the other backend are an error.
-fn choose_backend(conf: &NetConf, host: &Netns) -> Result<Backend> {
+/// only nftables works; options of the other backend are an error. Only a
+/// config with backend-specific options needs the default decided now.
+fn choose_backend(conf: &NetConf, host: &Netns) -> Result<Option<Backend>> {
     let mut wants: Vec<(Backend, &str)> = Vec::new();
     if conf.external_set_mark_chain.is_some() {
         wants.push((Backend::Iptables, "externalSetMarkChain"));
@@ -155,6 +160,7 @@ fn choose_backend(conf: &NetConf, host: &Netns) -> Result<Backend> {
         Some("iptables") => Backend::Iptables,
         Some("nftables") => Backend::Nftables,
         Some(other) => return Err(internal(format!("unrecognized backend {other:?}"))),
+        None if wants.is_empty() => return Ok(None),
         None if !masquerade::iptables_usable(host) && masquerade::nftables_usable(host) => Backend::Nftables,
         None => Backend::Iptables,
     };
@@ -169,7 +175,7 @@ fn choose_backend(conf: &NetConf, host: &Netns) -> Result<Backend> {
             wrong.join(" ")
         )));
     }
-    Ok(backend)
+    Ok(Some(backend))
 }
 
 /// iptables conditions start with `-` or `!`; nothing in nft syntax does.

@@ -18,7 +18,7 @@ use std::net::IpAddr;
 use cni_plugin_sdk::error::{Result, internal};
 use cni_plugin_sdk::namespaces::Netns;
 use cni_plugin_sdk::net::IpNet;
-use cni_plugin_sdk::netfilter::{IptablesChange, IptablesTable, chain_name, comment_of, edit_iptables, go_quote, save_string};
+use cni_plugin_sdk::netfilter::{IptablesChange, IptablesTable, chain_name, comment_of, edit_iptables_from, go_quote, iptables_unusable, save_string};
 use cni_plugin_sdk::types::IpFamily;
 use cni_plugin_sdk::Attachment;
 
@@ -135,12 +135,18 @@ fn quote_token(token: &str) -> String {
     if token.contains('"') || token.contains('\\') || token.contains('\'') { save_string(token) } else { token.to_string() }
 }
 
-pub fn forward_ports(host: &Netns, conf: &PortMap, container_id: &str, container: IpNet) -> Result<()> {
+/// The nat table of the container's family, read once: a failure means
+/// iptables is not usable here.
+pub fn read_nat(host: &Netns, container: IpNet) -> std::result::Result<IptablesTable, cni_plugin_sdk::types::Error> {
+    IptablesTable::read(host, family(container.addr), "nat")
+}
+
+pub fn forward_ports(host: &Netns, conf: &PortMap, container_id: &str, container: IpNet, nat: IptablesTable) -> Result<()> {
     let chain = dnat_chain(&conf.name, container_id);
     let dnat = dnat_rules(conf, container);
     let entries = entry_rules(conf, container_id, container);
     let mark = mark(conf.mark_bit);
-    edit_iptables(host, family(container.addr), "nat", |table, change| {
+    edit_iptables_from(host, family(container.addr), "nat", nat, |table, change| {
         // The mark chains first: the DNAT rules jump to them.
         if conf.snat && conf.external_set_mark_chain.is_none() {
             change.ensure_chain(SET_MARK_CHAIN);
@@ -178,20 +184,25 @@ fn delete_jumps(table: &IptablesTable, change: &mut IptablesChange, from: &str, 
     }
 }
 
-/// Removes the container's chains from both families; a family whose
-/// iptables does not work is skipped, as in the reference (but not both).
-pub fn unforward_ports(host: &Netns, network: &str, container_id: &str) -> Result<()> {
+/// Removes the container's chains from `families`; a family whose iptables
+/// does not work is skipped, as in the reference. Returns whether any
+/// family's iptables was usable.
+pub fn unforward_ports(host: &Netns, network: &str, container_id: &str, families: &[IpFamily]) -> Result<bool> {
     let chains = [(TOP_DNAT_CHAIN, dnat_chain(network, container_id)), (OLD_TOP_SNAT_CHAIN, old_snat_chain(network, container_id))];
     let mut usable = 0;
-    for family in [IpFamily::Ipv4, IpFamily::Ipv6] {
-        // Reading first costs one process and saves a second one when there
-        // is nothing to delete (the common DEL of a family not in use).
-        let Ok(table) = IptablesTable::read(host, family, "nat") else { continue };
+    for family in families.iter().copied() {
+        // The snapshot also tells whether there is anything to delete, so a
+        // DEL with nothing left costs one iptables-save per family.
+        let table = match IptablesTable::read(host, family, "nat") {
+            Ok(table) => table,
+            Err(e) if iptables_unusable(&e) => continue,
+            Err(e) => return Err(e.into()),
+        };
         usable += 1;
         if !chains.iter().any(|(_, chain)| table.has_chain(chain)) {
             continue;
         }
-        edit_iptables(host, family, "nat", |table, change| {
+        edit_iptables_from(host, family, "nat", table, |table, change| {
             for (from, chain) in &chains {
                 if table.has_chain(chain) {
                     delete_jumps(table, change, from, chain);
@@ -202,10 +213,7 @@ pub fn unforward_ports(host: &Netns, network: &str, container_id: &str) -> Resul
         })
         .map_err(|e| internal(format!("could not teardown {} dnat: {}", family_name(family), e.msg)))?;
     }
-    if usable == 0 {
-        return Err(internal("neither iptables nor ip6tables usable"));
-    }
-    Ok(())
+    Ok(usable > 0)
 }
 
 fn family_name(family: IpFamily) -> &'static str {
@@ -217,10 +225,8 @@ fn family_name(family: IpFamily) -> &'static str {
 
 /// The container's chain holds exactly the expected rules and is reached
 /// from CNI-HOSTPORT-DNAT.
-pub fn check_ports(host: &Netns, conf: &PortMap, container_id: &str, container: IpNet) -> Result<()> {
-    let family = family(container.addr);
-    let name = family_name(family);
-    let table = IptablesTable::read(host, family, "nat")?;
+pub fn check_ports(conf: &PortMap, container_id: &str, container: IpNet, table: &IptablesTable) -> Result<()> {
+    let name = family_name(family(container.addr));
     let chain = dnat_chain(&conf.name, container_id);
     if !table.has_chain(&chain) {
         return Err(internal(format!("could not check {name} dnat: chain {chain} not found in iptables table nat")));
@@ -250,12 +256,16 @@ pub fn check_ports(host: &Netns, conf: &PortMap, container_id: &str, container: 
 pub fn gc(host: &Netns, network: &str, valid: &[Attachment]) -> Result<()> {
     let prefix = format!("dnat name: {} id: ", go_quote(network));
     for family in [IpFamily::Ipv4, IpFamily::Ipv6] {
-        let Ok(snapshot) = IptablesTable::read(host, family, "nat") else { continue };
+        let snapshot = match IptablesTable::read(host, family, "nat") {
+            Ok(snapshot) => snapshot,
+            Err(e) if iptables_unusable(&e) => continue,
+            Err(e) => return Err(e.into()),
+        };
         let stale = stale_containers(&snapshot, &prefix, valid);
         if stale.is_empty() {
             continue;
         }
-        edit_iptables(host, family, "nat", |table, change| {
+        edit_iptables_from(host, family, "nat", snapshot, |table, change| {
             for id in &stale {
                 let chain = dnat_chain(network, id);
                 delete_jumps(table, change, TOP_DNAT_CHAIN, &chain);
@@ -292,7 +302,7 @@ mod tests {
     fn conf(mappings: Vec<Mapping>) -> PortMap {
         PortMap {
             name: "podman".into(),
-            backend: Backend::Iptables,
+            backend: Some(Backend::Iptables),
             snat: true,
             masq_all: false,
             mark_bit: 13,

@@ -17,7 +17,9 @@ use cni_plugin_sdk::conntrack::{self, FlowFilter};
 use cni_plugin_sdk::error::{Context, Result, internal};
 use cni_plugin_sdk::namespaces::{self, Netns};
 use cni_plugin_sdk::net::{IpNet, family_of, ip_to_wit};
-use cni_plugin_sdk::{Attachment, Capability, CniResult, Invocation, Manifest, StateLocation, links, routes, state, sysctl};
+use cni_plugin_sdk::netfilter::iptables_unusable;
+use cni_plugin_sdk::types::IpFamily;
+use cni_plugin_sdk::{Attachment, Capability, CniResult, Invocation, Manifest, StateLocation, links, masquerade, routes, state, sysctl};
 
 use crate::config::{Backend, PortMap, container_addresses};
 
@@ -59,19 +61,21 @@ impl cni_plugin_sdk::Plugin for Portmap {
         let (v4, v6) = container_addresses(prev, &call.ifname);
         let _lock = state::lock("netfilter.lock")?;
         let outcome = (|| -> Result<()> {
+            let mut used_nftables = false;
             for container in [v4, v6].into_iter().flatten() {
-                forward_ports(&host, &conf, &call.container_id, container)?;
-                // After the rules are in place, so new datagrams use them.
-                delete_stale_udp_flows(&host, &conf, container.is_ipv4());
+                used_nftables |= forward_ports(&host, &conf, &call.container_id, container)? == Backend::Nftables;
             }
-            if conf.backend == Backend::Nftables {
+            if used_nftables {
                 state::replace(&record(&conf.name, &call.container_id), call.container_id.as_bytes())?;
             }
+            // After the rules are in place, so new datagrams use them.
+            let families: Vec<IpFamily> = [v4, v6].into_iter().flatten().map(|ip| family_of(ip.addr)).collect();
+            delete_stale_udp_flows(&host, &conf, &families);
             Ok(())
         })();
         if let Err(e) = outcome {
             // Nothing half-configured: take back what this ADD wrote.
-            if let Err(undo) = unforward_ports(&host, &conf, &call.container_id) {
+            if let Err(undo) = unforward_ports(&host, &conf, &call.container_id, &[IpFamily::Ipv4, IpFamily::Ipv6]) {
                 cni_plugin_sdk::warn!("portmap: rolling back after a failed ADD: {}", undo.msg);
             }
             return Err(e);
@@ -92,13 +96,11 @@ impl cni_plugin_sdk::Plugin for Portmap {
             return Ok(());
         }
         let _lock = state::lock("netfilter.lock")?;
-        unforward_ports(&host, &conf, &call.container_id)?;
-        for v4 in [true, false] {
-            delete_stale_udp_flows(&host, &conf, v4);
-        }
-        if conf.backend == Backend::Nftables {
+        let families = masquerade::families_of(call.prev_result.as_ref());
+        if unforward_ports(&host, &conf, &call.container_id, &families)? == Backend::Nftables {
             state::remove(&record(&conf.name, &call.container_id))?;
         }
+        delete_stale_udp_flows(&host, &conf, &families);
         Ok(())
     }
 
@@ -111,9 +113,18 @@ impl cni_plugin_sdk::Plugin for Portmap {
         }
         let (v4, v6) = container_addresses(prev, &call.ifname);
         for container in [v4, v6].into_iter().flatten() {
-            match conf.backend {
-                Backend::Iptables => iptables::check_ports(&host, &conf, &call.container_id, container)?,
-                Backend::Nftables => nftables::check_ports(&host, &conf, &call.container_id, container)?,
+            let nat = match conf.backend {
+                Some(Backend::Nftables) => None,
+                Some(Backend::Iptables) => Some(iptables::read_nat(&host, container)?),
+                None => match iptables::read_nat(&host, container) {
+                    Ok(nat) => Some(nat),
+                    Err(e) if iptables_unusable(&e) => None,
+                    Err(e) => return Err(e.into()),
+                },
+            };
+            match nat {
+                Some(nat) => iptables::check_ports(&conf, &call.container_id, container, &nat)?,
+                None => nftables::check_ports(&host, &conf, &call.container_id, container)?,
             }
         }
         Ok(())
@@ -156,13 +167,9 @@ fn del_without_config(host: &Netns, config: &str, container_id: &str, why: &str)
     cni_plugin_sdk::warn!("portmap: DEL with an invalid config ({why}); removing any rules by name");
     let named: Named = cni_plugin_sdk::config::parse(config)?;
     let _lock = state::lock("netfilter.lock")?;
-    let iptables = iptables::unforward_ports(host, &named.name, container_id);
-    if cni_plugin_sdk::masquerade::nftables_usable(host) {
+    iptables::unforward_ports(host, &named.name, container_id, &[IpFamily::Ipv4, IpFamily::Ipv6])?;
+    if masquerade::nftables_usable(host) {
         nftables::unforward_ports(host, container_id)?;
-    }
-    // "Neither iptables nor ip6tables usable" is no reason to fail here.
-    if let Err(e) = iptables {
-        cni_plugin_sdk::warn!("portmap: {}", e.msg);
     }
     state::remove(&record(&named.name, container_id))?;
     Ok(())
@@ -172,21 +179,41 @@ fn record(network: &str, container_id: &str) -> String {
     format!("{NFT_RECORDS}/{network}/{container_id}")
 }
 
-fn forward_ports(host: &Netns, conf: &PortMap, container_id: &str, container: IpNet) -> Result<()> {
+/// Sets up the mappings for one container address; returns the backend
+/// used (the default one is iptables unless its table cannot be read and
+/// nftables works).
+fn forward_ports(host: &Netns, conf: &PortMap, container_id: &str, container: IpNet) -> Result<Backend> {
     if conf.snat && container.is_ipv4() {
         enable_localnet_routing(host, container)?;
     }
-    match conf.backend {
-        Backend::Iptables => iptables::forward_ports(host, conf, container_id, container),
-        Backend::Nftables => nftables::forward_ports(host, conf, container_id, container),
+    let nat = match conf.backend {
+        Some(Backend::Nftables) => None,
+        Some(Backend::Iptables) => Some(iptables::read_nat(host, container)?),
+        None => match iptables::read_nat(host, container) {
+            Ok(nat) => Some(nat),
+            Err(e) if iptables_unusable(&e) && masquerade::nftables_usable(host) => None,
+            Err(e) => return Err(e.into()),
+        },
+    };
+    match nat {
+        Some(nat) => iptables::forward_ports(host, conf, container_id, container, nat).map(|()| Backend::Iptables),
+        None => nftables::forward_ports(host, conf, container_id, container).map(|()| Backend::Nftables),
     }
 }
 
-fn unforward_ports(host: &Netns, conf: &PortMap, container_id: &str) -> Result<()> {
-    match conf.backend {
-        Backend::Iptables => iptables::unforward_ports(host, &conf.name, container_id),
-        Backend::Nftables => nftables::unforward_ports(host, container_id),
+/// Removes the container's mappings; returns the backend they were in.
+fn unforward_ports(host: &Netns, conf: &PortMap, container_id: &str, families: &[IpFamily]) -> Result<Backend> {
+    if conf.backend == Some(Backend::Nftables) {
+        return nftables::unforward_ports(host, container_id).map(|()| Backend::Nftables);
     }
+    if iptables::unforward_ports(host, &conf.name, container_id, families)? {
+        return Ok(Backend::Iptables);
+    }
+    // The default is nftables only where iptables is not usable.
+    if conf.backend.is_none() && masquerade::nftables_usable(host) {
+        return nftables::unforward_ports(host, container_id).map(|()| Backend::Nftables);
+    }
+    Err(internal("neither iptables nor ip6tables usable"))
 }
 
 /// Lets 127.0.0.0/8 sources cross into the link that routes to the
@@ -202,23 +229,29 @@ fn enable_localnet_routing(host: &Netns, container: IpNet) -> Result<()> {
 /// Deletes conntrack entries of UDP datagrams sent to a mapped host port:
 /// a client that keeps sending would otherwise stay bound to a flow
 /// created before the mapping existed (or to a container that is gone).
-/// Failures are only logged, as in the reference.
-fn delete_stale_udp_flows(host: &Netns, conf: &PortMap, v4: bool) {
-    let family = family_of(if v4 { std::net::Ipv4Addr::UNSPECIFIED.into() } else { std::net::Ipv6Addr::UNSPECIFIED.into() });
+/// One walk of the table for every port and family; failures are only
+/// logged, as in the reference.
+fn delete_stale_udp_flows(host: &Netns, conf: &PortMap, families: &[IpFamily]) {
     let mut ports: Vec<u16> = conf.mappings.iter().filter(|m| m.protocol == "udp").map(|m| m.host_port).collect();
     ports.sort();
     ports.dedup();
-    for port in ports {
-        let filter = FlowFilter {
-            family,
-            protocol: Some(UDP),
-            original_destination: None,
-            original_destination_port: Some(port),
-            reply_source: None,
-        };
-        if let Err(e) = conntrack::delete(host, filter) {
-            cni_plugin_sdk::warn!("portmap: failed to delete stale UDP conntrack entries for port {port}: {}", e.message);
-        }
+    let filters: Vec<FlowFilter> = families
+        .iter()
+        .flat_map(|family| {
+            ports.iter().map(|port| FlowFilter {
+                family: *family,
+                protocol: Some(UDP),
+                original_destination: None,
+                original_destination_port: Some(*port),
+                reply_source: None,
+            })
+        })
+        .collect();
+    if filters.is_empty() {
+        return;
+    }
+    if let Err(e) = conntrack::delete(host, &filters) {
+        cni_plugin_sdk::warn!("portmap: failed to delete stale UDP conntrack entries for ports {ports:?}: {}", e.message);
     }
 }
 

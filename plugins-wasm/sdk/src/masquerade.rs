@@ -30,15 +30,15 @@ pub enum Backend {
     Nftables,
 }
 
-/// The configured backend, or the reference's default: iptables unless it
-/// is unusable and nftables works.
-pub fn backend(ns: &Netns, configured: Option<&str>) -> Result<Backend> {
+/// The configured backend; None for the reference's default (iptables
+/// unless it is unusable and nftables works), which [`setup`] decides from
+/// its first iptables read rather than by a separate probe.
+pub fn configured_backend(configured: Option<&str>) -> Result<Option<Backend>> {
     match configured {
-        Some("iptables") => Ok(Backend::Iptables),
-        Some("nftables") => Ok(Backend::Nftables),
+        None => Ok(None),
+        Some("iptables") => Ok(Some(Backend::Iptables)),
+        Some("nftables") => Ok(Some(Backend::Nftables)),
         Some(other) => Err(internal(format!("unknown ipmasq backend {other:?}"))),
-        None if iptables_usable(ns) || !nftables_usable(ns) => Ok(Backend::Iptables),
-        None => Ok(Backend::Nftables),
     }
 }
 
@@ -54,28 +54,51 @@ pub fn nftables_usable(ns: &Netns) -> bool {
 pub const IPTABLES_CHAINS: &str = "CNI-????????????????????????";
 pub const NFT_TABLES: &str = "inet cni_plugins_masquerade";
 
-pub fn setup(ns: &Netns, backend: Backend, ips: &[IpNet], network: &str, ifname: &str, container_id: &str) -> Result<()> {
+pub fn setup(ns: &Netns, backend: Option<Backend>, ips: &[IpNet], network: &str, ifname: &str, container_id: &str) -> Result<()> {
+    let Some(first) = ips.first() else { return Ok(()) };
     match backend {
-        Backend::Iptables => setup_iptables(ns, ips, network, container_id),
-        Backend::Nftables => setup_nftables(ns, ips, network, ifname, container_id),
+        Some(Backend::Nftables) => setup_nftables(ns, ips, network, ifname, container_id),
+        Some(Backend::Iptables) => setup_iptables(ns, ips, network, container_id, None),
+        None => match IptablesTable::read(ns, family_of(first), "nat") {
+            Ok(snapshot) => setup_iptables(ns, ips, network, container_id, Some(snapshot)),
+            Err(e) if netfilter::iptables_unusable(&e) && nftables_usable(ns) => setup_nftables(ns, ips, network, ifname, container_id),
+            Err(e) => Err(e.into()),
+        },
     }
 }
 
+/// The IP families an attachment's rules can be in: those of its
+/// prevResult's addresses, or both when there is no prevResult to go by.
+pub fn families_of(prev_result: Option<&crate::CniResult>) -> Vec<IpFamily> {
+    let both = [IpFamily::Ipv4, IpFamily::Ipv6];
+    let Some(result) = prev_result.filter(|r| !r.ips.is_empty()) else { return both.to_vec() };
+    both.into_iter().filter(|f| result.ips.iter().any(|ip| family_of(&IpNet::from_wit(&ip.address)) == *f)).collect()
+}
+
 /// Removes the attachment's rules from both backends (as the reference
-/// does); a backend that is not usable here is skipped.
-pub fn teardown(ns: &Netns, network: &str, ifname: &str, container_id: &str) -> Result<()> {
+/// does), for the given IP families (both when the caller does not know
+/// which the attachment had); a backend that is not usable here is skipped.
+pub fn teardown(ns: &Netns, network: &str, ifname: &str, container_id: &str, families: &[IpFamily]) -> Result<()> {
     let mut errors = Vec::new();
-    if iptables_usable(ns) {
-        for family in [IpFamily::Ipv4, IpFamily::Ipv6] {
-            if let Err(e) = teardown_iptables(ns, family, &chain_name(network, container_id, "")) {
-                errors.push(e.msg);
+    let chain = chain_name(network, container_id, "");
+    for family in families {
+        let snapshot = match IptablesTable::read(ns, *family, "nat") {
+            Ok(snapshot) => snapshot,
+            Err(e) if netfilter::iptables_unusable(&e) => continue,
+            Err(e) => {
+                errors.push(e.message);
+                continue;
             }
+        };
+        if !snapshot.has_chain(&chain) {
+            continue;
         }
-    }
-    if nftables_usable(ns) {
-        if let Err(e) = delete_nft_rules(ns, |comment| comment.starts_with(&hash_for_instance(network, ifname, container_id))) {
+        if let Err(e) = teardown_iptables(ns, *family, snapshot, &chain) {
             errors.push(e.msg);
         }
+    }
+    if let Err(e) = delete_nft_rules(ns, |comment| comment.starts_with(&hash_for_instance(network, ifname, container_id))) {
+        errors.push(e.msg);
     }
     if errors.is_empty() { Ok(()) } else { Err(internal(errors.join("\n"))) }
 }
@@ -91,7 +114,7 @@ pub fn gc(ns: &Netns, network: &str, valid: &[Attachment]) -> Result<()> {
             }
         }
     }
-    if nftables_usable(ns) {
+    {
         let network_hash = hash_for_network(network);
         let keep: Vec<String> = valid.iter().map(|a| comment_for_instance(network, &a.ifname, &a.container_id)).collect();
         let stale = |c: &str| c.starts_with(&network_hash) && !keep.iter().any(|k| k == c);
@@ -113,9 +136,11 @@ fn multicast(family: IpFamily) -> &'static str {
     }
 }
 
-fn setup_iptables(ns: &Netns, ips: &[IpNet], network: &str, container_id: &str) -> Result<()> {
+/// `first` is a snapshot of the first address's family, already read.
+fn setup_iptables(ns: &Netns, ips: &[IpNet], network: &str, container_id: &str, first: Option<IptablesTable>) -> Result<()> {
     let chain = chain_name(network, container_id, "");
     let comment = save_string(&comment(network, container_id));
+    let mut first = first;
     for ip in ips {
         let family = family_of(ip);
         // The rules as iptables-save prints them, so "unique" compares text.
@@ -124,7 +149,11 @@ fn setup_iptables(ns: &Netns, ips: &[IpNet], network: &str, container_id: &str) 
             (chain.as_str(), format!("! -d {} -m comment --comment {comment} -j MASQUERADE", multicast(family))),
             ("POSTROUTING", format!("-s {} -m comment --comment {comment} -j {chain}", IpNet::host(ip.addr))),
         ];
-        edit_iptables(ns, family, "nat", |_, change| {
+        let snapshot = match first.take() {
+            Some(snapshot) => snapshot,
+            None => IptablesTable::read(ns, family, "nat")?,
+        };
+        netfilter::edit_iptables_from(ns, family, "nat", snapshot, |_, change| {
             change.ensure_chain(&chain);
             for (in_chain, spec) in &rules {
                 change.append_unique(in_chain, spec);
@@ -137,8 +166,8 @@ fn setup_iptables(ns: &Netns, ips: &[IpNet], network: &str, container_id: &str) 
 
 /// Deletes every POSTROUTING rule jumping to the attachment's chain, then
 /// the chain.
-fn teardown_iptables(ns: &Netns, family: IpFamily, chain: &str) -> Result<()> {
-    edit_iptables(ns, family, "nat", |table, change| {
+fn teardown_iptables(ns: &Netns, family: IpFamily, snapshot: IptablesTable, chain: &str) -> Result<()> {
+    netfilter::edit_iptables_from(ns, family, "nat", snapshot, |table, change| {
         if !table.has_chain(chain) {
             return Ok(());
         }
@@ -242,8 +271,10 @@ fn setup_nftables(ns: &Netns, ips: &[IpNet], network: &str, ifname: &str, contai
     batch.apply(ns)
 }
 
+/// Deletes the masquerade rules whose comment matches; nothing when nft
+/// is not usable or the table does not exist.
 fn delete_nft_rules(ns: &Netns, matches: impl Fn(&str) -> bool) -> Result<()> {
-    let Some(table) = NftTable::read(ns, "inet", NFT_TABLE)? else { return Ok(()) };
+    let Ok(Some(table)) = NftTable::read(ns, "inet", NFT_TABLE) else { return Ok(()) };
     let mut batch = NftBatch::new();
     for rule in table.rules_in(NFT_CHAIN) {
         if rule.comment.as_deref().is_some_and(&matches) {

@@ -66,7 +66,9 @@ pub struct IptablesTable {
 }
 
 impl IptablesTable {
-    pub fn read(ns: &Netns, family: IpFamily, table: &str) -> Result<IptablesTable> {
+    /// The raw capability error on failure, so callers can tell "not
+    /// usable here" ([`iptables_unusable`]) from a real failure.
+    pub fn read(ns: &Netns, family: IpFamily, table: &str) -> std::result::Result<IptablesTable, crate::types::Error> {
         let text = crate::netfilter_capability::iptables_save(ns, family, table)?;
         Ok(IptablesTable::parse(&text))
     }
@@ -100,6 +102,13 @@ impl IptablesTable {
     pub fn chain_names(&self) -> impl Iterator<Item = &str> {
         self.chains.keys().map(String::as_str)
     }
+}
+
+/// Whether a failed iptables read means iptables (of that family) is not
+/// usable here: the tool is missing or the kernel lacks the table. Any
+/// other failure is real and must not pass for "nothing to do".
+pub fn iptables_unusable(error: &crate::types::Error) -> bool {
+    matches!(error.kind, ErrorKind::Unsupported | ErrorKind::NotFound)
 }
 
 /// iptables-restore lines built against a snapshot of the table, so that
@@ -188,14 +197,29 @@ pub fn edit_iptables(
     table: &str,
     edit: impl Fn(&IptablesTable, &mut IptablesChange) -> Result<()>,
 ) -> Result<()> {
+    let snapshot = IptablesTable::read(ns, family, table)?;
+    edit_iptables_from(ns, family, table, snapshot, edit)
+}
+
+/// [`edit_iptables`] starting from a snapshot the caller just read (each
+/// read is an iptables-save process).
+pub fn edit_iptables_from(
+    ns: &Netns,
+    family: IpFamily,
+    table: &str,
+    snapshot: IptablesTable,
+    edit: impl Fn(&IptablesTable, &mut IptablesChange) -> Result<()>,
+) -> Result<()> {
     const ATTEMPTS: usize = 5;
+    let mut snapshot = snapshot;
     for attempt in 1..=ATTEMPTS {
-        let snapshot = IptablesTable::read(ns, family, table)?;
         let mut change = IptablesChange::new(&snapshot);
         edit(&snapshot, &mut change)?;
         match change.apply(ns, family, table) {
             Ok(()) => return Ok(()),
-            Err(e) if attempt < ATTEMPTS && matches!(e.kind, ErrorKind::AlreadyExists | ErrorKind::NotFound) => continue,
+            Err(e) if attempt < ATTEMPTS && matches!(e.kind, ErrorKind::AlreadyExists | ErrorKind::NotFound) => {
+                snapshot = IptablesTable::read(ns, family, table)?;
+            }
             Err(e) => return Err(e.into()),
         }
     }
