@@ -25,6 +25,8 @@ struct Probe {
     steps: Vec<String>,
     /// A host link to try to change (`change-host-link`).
     host_link: String,
+    /// A sysctl key to write in the container (`write-container-sysctl`).
+    sysctl_key: String,
 }
 
 struct ProbePlugin;
@@ -92,6 +94,10 @@ impl cni_plugin_sdk::Plugin for ProbePlugin {
                         .ok_or_else(|| internal("probe: no unnamed host link to try"))?;
                     let change = links::LinkChange { mtu: Some(1280), ..no_change() };
                     links::set(&host, &unnamed.name, &change)?;
+                }
+                // Any key, as given: the host must keep it under net/.
+                "write-container-sysctl" => {
+                    sysctl::set(&namespaces::container()?, &conf.probe.sysctl_key, "1")?;
                 }
                 "write-host-sysctl" => {
                     sysctl::set(&namespaces::host(), "net/ipv4/ip_forward", "1")?;
