@@ -67,6 +67,8 @@ impl cni_plugin_sdk::Plugin for Ptp {
     fn add(call: &Invocation) -> Result<CniResult> {
         let conf = NetConf::load(&call.config)?;
         let host = namespaces::host();
+        // Checked before anything changes (the reference finds out last).
+        let backend = masquerade::configured_backend(conf.ip_masq_backend.as_deref())?;
 
         // The host rolls the reservation back (IPAM DEL) if anything below
         // fails, and removes the links, addresses and routes made here.
@@ -91,7 +93,6 @@ impl cni_plugin_sdk::Plugin for Ptp {
 
         if conf.ip_masq {
             let ips: Vec<IpNet> = result.ips.iter().map(|ip| IpNet::from_wit(&ip.address)).collect();
-            let backend = masquerade::configured_backend(conf.ip_masq_backend.as_deref())?;
             let outcome =
                 with_netfilter_lock(|| masquerade::setup(&host, backend, &ips, &conf.name, &call.ifname, &call.container_id));
             if let Err(error) = outcome {
