@@ -233,3 +233,29 @@ fn del_succeeds_twice_for_unknown_containers_and_after_the_netns_is_gone() {
     assert!(reserved.is_empty(), "IP released: {reserved:?}");
     assert!(!cni_wasm_tests::link_names(&ours.host).iter().any(|l| kernel::is_random_veth(l)));
 }
+
+/// GC (CNI 1.1, which libcni 1.1 cannot send: the plugin is run directly)
+/// removes what attachments the runtime no longer lists left behind: their
+/// masquerade rules and IP reservations. The reference has no GC.
+#[test]
+fn gc_removes_masquerading_and_reservations_of_attachments_not_listed() {
+    let ours = Side::ours("br-gc");
+    let conflist = conflist(bridge(json!({"isGateway": true, "ipMasq": true})));
+    let (stale, live) = (Netns::new("br-gc-s"), Netns::new("br-gc-l"));
+    let stale_ip = ours.add(&conflist, "stale", &stale, &[]).unwrap()["ips"][0]["address"].as_str().unwrap().split('/').next().unwrap().to_string();
+    let live_ip = ours.add(&conflist, "live", &live, &[]).unwrap()["ips"][0]["address"].as_str().unwrap().split('/').next().unwrap().to_string();
+    let install = Installation::new("br-gc-direct");
+    let mut config = conflist["plugins"][0].clone();
+    config["cniVersion"] = json!("1.1.0");
+    config["name"] = json!("podman");
+    config["ipam"]["dataDir"] = json!(ours.store_dir().display().to_string());
+    config["cni.dev/valid-attachments"] = json!([{"containerID": "live", "ifname": "eth0"}]);
+    let env = Env { host_netns: Some(ours.host.name.clone()), ..Env::new("GC", "", "", "", &install.dir) };
+    let outcome = run(&install.plugin("bridge"), &env, &config.to_string());
+    assert!(outcome.success, "{} {}", outcome.stdout, outcome.stderr);
+    let nat = iptables_save(&ours.host, false, "nat");
+    assert!(!nat.contains(&format!("{stale_ip}/32")), "the stale attachment's masquerade is gone:\n{nat}");
+    assert!(nat.contains(&format!("{live_ip}/32")), "the live one's stays:\n{nat}");
+    let store = ours.store_dir().join("podman");
+    assert!(!store.join(&stale_ip).exists() && store.join(&live_ip).exists(), "reservations: only the live one stays");
+}
