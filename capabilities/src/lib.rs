@@ -15,6 +15,7 @@ pub mod error;
 pub mod files;
 pub mod firewalld;
 pub mod links;
+pub mod neighbours;
 pub mod net;
 pub mod netfilter;
 pub mod netlink;

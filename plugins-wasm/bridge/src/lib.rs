@@ -14,7 +14,7 @@ use cni_plugin_sdk::masquerade;
 use cni_plugin_sdk::namespaces::{self, Netns};
 use cni_plugin_sdk::net::{IpNet, ip_from_wit, ip_to_wit, next_ip, parse_mac};
 use cni_plugin_sdk::types::IpFamily;
-use cni_plugin_sdk::{Attachment, Capability, CniResult, Invocation, Manifest, StateLocation, addresses, clock, cni, sysctl};
+use cni_plugin_sdk::{Attachment, Capability, CniResult, Invocation, Manifest, StateLocation, addresses, clock, cni, neighbours, sysctl};
 
 use crate::config::{DEFAULT_BRIDGE, NetConf};
 
@@ -30,6 +30,7 @@ impl cni_plugin_sdk::Plugin for Bridge {
             Capability::Netfilter,
             Capability::State,
             Capability::Delegation,
+            Capability::Neighbours,
         ]);
         manifest.host_links = vec![DEFAULT_BRIDGE.into()];
         manifest.host_sysctls = vec!["net/ipv4/ip_forward".into(), "net/ipv6/conf/all/forwarding".into()];
@@ -80,6 +81,9 @@ impl cni_plugin_sdk::Plugin for Bridge {
             }
             if !conf.disable_container_interface {
                 wait_until_up(&host, &host_veth.name)?;
+                if conf.is_layer3() {
+                    announce(&container, &call.ifname, &result, conf.enable_dad);
+                }
             }
             Ok(())
         })();
@@ -401,10 +405,11 @@ fn ensure_vlan_interface(host: &Netns, bridge: &Link, conf: &NetConf) -> Result<
 }
 
 /// Waits for the host end to come up (the reference sleeps 0, 50, 500,
-/// 1000, 1000 ms between looks).
+/// 1000, 1000 ms between looks; the first looks here are sooner, since it
+/// usually takes a millisecond or two).
 fn wait_until_up(host: &Netns, name: &str) -> Result<()> {
     let mut state = OperState::Unknown;
-    for sleep in [0, 50, 500, 1000, 1000] {
+    for sleep in [0, 1, 2, 5, 10, 30, 500, 1000, 1000] {
         if sleep > 0 {
             clock::sleep(sleep)?;
         }
@@ -414,6 +419,23 @@ fn wait_until_up(host: &Netns, name: &str) -> Result<()> {
         }
     }
     Err(internal(format!("bridge port in error state: {state:?}")))
+}
+
+/// Announces the container's addresses once its bridge port forwards, so a
+/// peer that still maps a reused address to the previous container's MAC
+/// learns the new one now. (arp_notify fires when the link comes up, before
+/// the port forwards, and is lost.) IPv6 addresses are announced only when
+/// they skip DAD: a tentative address must not be advertised.
+fn announce(container: &Netns, ifname: &str, result: &CniResult, dad: bool) {
+    for ip in &result.ips {
+        let address = ip_from_wit(&ip.address.address);
+        if address.is_ipv6() && dad {
+            continue;
+        }
+        if let Err(e) = neighbours::announce(container, ifname, ip_to_wit(address)) {
+            cni_plugin_sdk::warn!("announcing {address} on {ifname:?}: {e}");
+        }
+    }
 }
 
 /// CHECK of the interfaces in prevResult: the bridge, the container veth,

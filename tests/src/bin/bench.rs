@@ -5,12 +5,18 @@
 //! machine noise hits both alike, and reports medians and the ratio
 //! cni-wasm / reference. Needs root (it creates a network namespace).
 //!
-//!     cargo build --release && target/release/cni-bench [--runs N] [--markdown]
+//! The chain scenarios run podman's conflist (bridge + host-local, portmap,
+//! firewall, tuning) through the real libcni, each implementation in its
+//! own scratch host namespace, like `tests/plugins/chain.rs`.
+//!
+//!     cargo build --release && target/release/cni-bench [--runs N] [--chain-runs N] [--markdown] [--only NAME]
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use cni_wasm_tests::netns::Netns;
+use cni_wasm_tests::side::{Side, port_mappings, podman};
+use serde_json::{Value, json};
 use cni_wasm_tests::plugin::{Env, Installation, run};
 use cni_wasm_tests::{REFERENCE_DIR, reference_available};
 
@@ -32,11 +38,15 @@ fn timed(program: &Path, env: &Env, stdin: &str) -> Duration {
 
 fn main() {
     let mut runs = 200;
+    let mut chain_runs = 30;
+    let mut only: Option<String> = None;
     let mut markdown = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--runs" => runs = args.next().and_then(|n| n.parse().ok()).expect("--runs N"),
+            "--chain-runs" => chain_runs = args.next().and_then(|n| n.parse().ok()).expect("--chain-runs N"),
+            "--only" => only = args.next(),
             "--markdown" => markdown = true,
             other => panic!("unknown argument {other}"),
         }
@@ -83,7 +93,8 @@ fn main() {
 
     let warmup = 10.min(runs);
     let mut rows = Vec::new();
-    for scenario in &scenarios {
+    let selected = |name: &str| only.as_deref().is_none_or(|o| name.starts_with(o));
+    for scenario in scenarios.iter().filter(|s| selected(s.name)) {
         let mut samples: Vec<[Vec<Duration>; 2]> = scenario.columns.iter().map(|_| [Vec::new(), Vec::new()]).collect();
         for i in 0..warmup + runs {
             for (which, dir) in [ours.dir.as_path(), reference.as_path()].into_iter().enumerate() {
@@ -101,6 +112,14 @@ fn main() {
         }
     }
     let _ = std::fs::remove_dir_all(&data_dir);
+    if selected("chain") {
+        rows.extend(chain(chain_runs, None, "chain iptables"));
+        rows.extend(chain(chain_runs, Some("nftables"), "chain nftables"));
+    }
+    if selected("20 concurrent") {
+        rows.extend(concurrent(chain_runs.div_ceil(6), None, "20 concurrent iptables"));
+        rows.extend(concurrent(chain_runs.div_ceil(6), Some("nftables"), "20 concurrent nftables"));
+    }
 
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     if markdown {
@@ -110,12 +129,99 @@ fn main() {
             println!("| {name} | {:.2} ms | {:.2} ms | {:.2}x |", ms(*a), ms(*b), ms(*a) / ms(*b));
         }
     } else {
-        println!("{runs} runs per scenario, medians (wall time of the whole plugin process)");
-        println!("{:<18} {:>12} {:>12} {:>8}", "scenario", "cni-wasm", "reference", "ratio");
+        println!("medians: {runs} runs per plugin scenario, {chain_runs} per chain scenario (wall time of whole processes)");
+        println!("{:<30} {:>12} {:>12} {:>8}", "scenario", "cni-wasm", "reference", "ratio");
         for (name, a, b) in &rows {
-            println!("{name:<18} {:>9.2} ms {:>9.2} ms {:>7.2}x", ms(*a), ms(*b), ms(*a) / ms(*b));
+            println!("{name:<30} {:>9.2} ms {:>9.2} ms {:>7.2}x", ms(*a), ms(*b), ms(*a) / ms(*b));
+        }
+        println!("chain: bridge+host-local, portmap (one TCP mapping), firewall, tuning, through libcni 1.1 (Go);");
+        println!("the reference (Debian 1.1.1) always uses iptables: it has no nftables backend.");
+    }
+}
+
+/// The podman chain with one TCP port mapping; `backend` selects the
+/// netfilter backend of cni-wasm's plugins (the reference always gets the
+/// default, iptables).
+fn chain_conflist(backend: Option<&str>) -> Value {
+    let mut portmap = json!({"type": "portmap", "capabilities": {"portMappings": true}});
+    let mut firewall = json!({"type": "firewall"});
+    let mut conflist = podman("1.0.0", &[]);
+    if let Some(backend) = backend {
+        portmap["backend"] = json!(backend);
+        firewall["backend"] = json!(backend);
+        conflist["plugins"][0]["ipMasqBackend"] = json!(backend);
+    }
+    conflist["plugins"].as_array_mut().unwrap().extend([portmap, firewall, json!({"type": "tuning"})]);
+    conflist
+}
+
+fn chain_caps() -> [(&'static str, Value); 1] {
+    [("portMappings", port_mappings(&[(8080, 80, "tcp", None)]))]
+}
+
+/// Chain ADD and DEL through libcni, alternating implementations.
+fn chain(runs: usize, backend: Option<&str>, name: &str) -> Vec<(String, Duration, Duration)> {
+    let sides = [(Side::ours("bench-chain-o"), chain_conflist(backend)), (Side::reference("bench-chain-r"), chain_conflist(None))];
+    let mut samples: [[Vec<Duration>; 2]; 2] = Default::default();
+    for i in 0..runs + 3 {
+        for (which, (side, conflist)) in sides.iter().enumerate() {
+            let container = Netns::new("bench-chain-c");
+            let start = Instant::now();
+            side.add(conflist, "bench", &container, &chain_caps()).unwrap_or_else(|e| panic!("{} chain ADD: {e}", side.name));
+            let added = start.elapsed();
+            let start = Instant::now();
+            side.del(conflist, "bench", &container, &chain_caps()).unwrap_or_else(|e| panic!("{} chain DEL: {e}", side.name));
+            let deleted = start.elapsed();
+            if i >= 3 {
+                samples[0][which].push(added);
+                samples[1][which].push(deleted);
+            }
         }
     }
+    let [add, del] = samples;
+    let [add_ours, add_theirs] = add;
+    let [del_ours, del_theirs] = del;
+    vec![
+        (format!("{name} ADD"), median(add_ours), median(add_theirs)),
+        (format!("{name} DEL"), median(del_ours), median(del_theirs)),
+    ]
+}
+
+/// 20 chain ADDs at once, then their 20 DELs at once: wall time of each
+/// wave.
+fn concurrent(runs: usize, backend: Option<&str>, name: &str) -> Vec<(String, Duration, Duration)> {
+    const N: usize = 20;
+    let sides = [(Side::ours("bench-conc-o"), chain_conflist(backend)), (Side::reference("bench-conc-r"), chain_conflist(None))];
+    let mut samples: [[Vec<Duration>; 2]; 2] = Default::default();
+    for _ in 0..runs {
+        for (which, (side, conflist)) in sides.iter().enumerate() {
+            let containers: Vec<Netns> = (0..N).map(|_| Netns::new("bench-conc-c")).collect();
+            for (wave, command) in ["add", "del"].into_iter().enumerate() {
+                let start = Instant::now();
+                std::thread::scope(|s| {
+                    for (i, container) in containers.iter().enumerate() {
+                        s.spawn(move || {
+                            let caps = [("portMappings", port_mappings(&[(8000 + i as u16, 80, "tcp", None)]))];
+                            let id = format!("bench-{i}");
+                            let outcome = match command {
+                                "add" => side.add(conflist, &id, container, &caps).map(drop),
+                                _ => side.del(conflist, &id, container, &caps),
+                            };
+                            outcome.unwrap_or_else(|e| panic!("{} concurrent {command}: {e}", side.name));
+                        });
+                    }
+                });
+                samples[wave][which].push(start.elapsed());
+            }
+        }
+    }
+    let [add, del] = samples;
+    let [add_ours, add_theirs] = add;
+    let [del_ours, del_theirs] = del;
+    vec![
+        (format!("{name} ADDs"), median(add_ours), median(add_theirs)),
+        (format!("{name} DELs"), median(del_ours), median(del_theirs)),
+    ]
 }
 
 fn median(mut samples: Vec<Duration>) -> Duration {
