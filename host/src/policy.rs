@@ -243,7 +243,30 @@ impl Grants {
 
 #[cfg(test)]
 mod tests {
-    use super::sysctl_pattern_matches;
+    use super::*;
+
+    #[test]
+    fn chains_the_config_names_are_owned_up_to_iptables_length() {
+        let manifest = Manifest {
+            cni_versions: vec![],
+            capabilities: vec![Capability::Netfilter],
+            host_links: vec![],
+            host_sysctls: vec![],
+            state: None,
+            readable_files: vec![],
+            nft_tables: vec![],
+            iptables_chains: vec![],
+        };
+        let config = RequestConfig::parse(
+            br#"{"name": "n", "iptablesAdminChainName": "CNI-ADMIN-OVERRIDES-OF-PODS", "other": "A-NAME-LONGER-THAN-28-CHARACTERS"}"#.to_vec(),
+        )
+        .unwrap();
+        let grants = Grants::new("firewall", false, &manifest, &PolicyFile::default(), &config);
+        assert!(grants.names_chain("CNI-ADMIN-OVERRIDES-OF-PODS"));
+        assert!(!grants.names_host_link("CNI-ADMIN-OVERRIDES-OF-PODS"), "too long for a link");
+        assert!(!grants.names_chain("A-NAME-LONGER-THAN-28-CHARACTERS"));
+        assert!(!grants.names_chain("CNI-FORWARD"));
+    }
 
     #[test]
     fn a_star_stands_for_one_link_name() {

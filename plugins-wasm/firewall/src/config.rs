@@ -87,15 +87,9 @@ pub struct Conf {
 impl Conf {
     pub fn load(config: &str) -> Result<Conf> {
         let raw: Raw = cni_plugin_sdk::config::parse(config)?;
-        let backend = match raw.backend.as_str() {
-            "" => None,
-            name => match Backend::from_name(name) {
-                Some(backend) => Some(backend),
-                // The reference silently falls back to the default for any
-                // other value; configs that work there work here.
-                None => None,
-            },
-        };
+        // The reference silently falls back to the default for any other
+        // value (an empty one included); configs that work there work here.
+        let backend = Backend::from_name(&raw.backend);
         let ingress_policy = match raw.ingress_policy.as_str() {
             "" | "open" => IngressPolicy::Open,
             "same-bridge" => IngressPolicy::SameBridge,

@@ -179,10 +179,10 @@ impl cni_plugin_sdk::Plugin for Firewall {
             if let Some(backend) = record.backend() {
                 teardown(&host, backend, record.zone.as_deref().unwrap_or(&conf.zone), &stale, &mut failed);
             }
-            if failed.is_empty() {
-                if let Err(e) = records::remove_file(&conf.name, name) {
-                    errors.push(e.msg);
-                }
+            if failed.is_empty()
+                && let Err(e) = records::remove_file(&conf.name, name)
+            {
+                errors.push(e.msg);
             }
             errors.extend(failed);
         }
