@@ -23,6 +23,8 @@ pub const DEFAULT_POLICY_PATH: &str = "/etc/cni-wasm/policy.json";
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_MEMORY_MIB: u64 = 64;
+/// The longest iptables chain name (XT_EXTENSION_MAXNAMELEN - 1).
+const MAX_CHAIN_NAME: usize = 28;
 
 /// The admin's policy file.
 #[derive(Debug, Default, Deserialize)]
@@ -113,6 +115,10 @@ pub struct Grants {
     pub nft_tables: Vec<String>,
     #[allow(dead_code)]
     pub iptables_chains: Vec<String>,
+    /// iptables chain names the request config mentions (firewall's
+    /// `iptablesAdminChainName`, portmap's `externalSetMarkChain`): up to
+    /// 28 characters, iptables' limit, so longer than a link name may be.
+    config_chains: HashSet<String>,
     pub state_root: Option<PathBuf>,
     /// Conntrack entries may be deleted only by a filter naming one of these
     /// host ports (the request's portMappings) or addresses (prevResult's).
@@ -134,6 +140,7 @@ impl Grants {
             readable_files: HashSet::new(),
             nft_tables: Vec::new(),
             iptables_chains: Vec::new(),
+            config_chains: HashSet::new(),
             state_root: None,
             conntrack_ports: Vec::new(),
             conntrack_addresses: Vec::new(),
@@ -195,6 +202,7 @@ impl Grants {
             readable_files,
             nft_tables: allowed(&manifest.nft_tables, entry.and_then(|e| e.nft_tables.as_ref())),
             iptables_chains: allowed(&manifest.iptables_chains, entry.and_then(|e| e.iptables_chains.as_ref())),
+            config_chains: mentioned.iter().filter(|s| !s.is_empty() && s.len() <= MAX_CHAIN_NAME).map(|s| s.to_string()).collect(),
             state_root,
             conntrack_ports: config.mapped_host_ports(),
             conntrack_addresses: config.result_addresses(),
@@ -215,6 +223,11 @@ impl Grants {
 
     /// A listed key matches exactly, or segment by segment where the list
     /// says `*` ("net/ipv4/conf/*/route_localnet": that setting of any link).
+    /// Whether the request config names an iptables chain `name`.
+    pub fn names_chain(&self, name: &str) -> bool {
+        self.config_chains.contains(name)
+    }
+
     pub fn allows_host_sysctl(&self, key: &str) -> bool {
         self.host_sysctls.iter().any(|pattern| sysctl_pattern_matches(pattern, key))
     }
@@ -230,7 +243,30 @@ impl Grants {
 
 #[cfg(test)]
 mod tests {
-    use super::sysctl_pattern_matches;
+    use super::*;
+
+    #[test]
+    fn chains_the_config_names_are_owned_up_to_iptables_length() {
+        let manifest = Manifest {
+            cni_versions: vec![],
+            capabilities: vec![Capability::Netfilter],
+            host_links: vec![],
+            host_sysctls: vec![],
+            state: None,
+            readable_files: vec![],
+            nft_tables: vec![],
+            iptables_chains: vec![],
+        };
+        let config = RequestConfig::parse(
+            br#"{"name": "n", "iptablesAdminChainName": "CNI-ADMIN-OVERRIDES-OF-PODS", "other": "A-NAME-LONGER-THAN-28-CHARACTERS"}"#.to_vec(),
+        )
+        .unwrap();
+        let grants = Grants::new("firewall", false, &manifest, &PolicyFile::default(), &config);
+        assert!(grants.names_chain("CNI-ADMIN-OVERRIDES-OF-PODS"));
+        assert!(!grants.names_host_link("CNI-ADMIN-OVERRIDES-OF-PODS"), "too long for a link");
+        assert!(!grants.names_chain("A-NAME-LONGER-THAN-28-CHARACTERS"));
+        assert!(!grants.names_chain("CNI-FORWARD"));
+    }
 
     #[test]
     fn a_star_stands_for_one_link_name() {

@@ -21,7 +21,7 @@ impl HostState {
     /// Chains the plugin owns: the manifest's patterns, and chain names the
     /// request config mentions (firewall's admin chain).
     fn owns_chain(&self, chain: &str) -> bool {
-        self.grants.iptables_chains.iter().any(|pattern| ownership::glob(pattern, chain)) || self.grants.names_host_link(chain)
+        self.grants.iptables_chains.iter().any(|pattern| ownership::glob(pattern, chain)) || self.grants.names_chain(chain)
     }
 }
 
