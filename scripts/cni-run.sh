@@ -7,6 +7,8 @@
 # ADD runs the plugins in order, passing each one's result to the next as
 # prevResult, and prints the last result; DEL runs them in reverse with the
 # cached ADD result. CNI_PATH must name the plugins' directory.
+# CNI_RUN_CAPS, a JSON object such as {"portMappings": [...]}, is passed as
+# runtimeConfig to the plugins that declare those capabilities.
 set -eu
 command=$1 container=$2 netns=$3 ifname=$4
 conflist=$(cat)
@@ -21,7 +23,11 @@ indexes=$(seq 0 $((count - 1)))
 result=
 [ "$command" != ADD ] && [ -f "$cached" ] && result=$(cat "$cached")
 for i in $indexes; do
-    plugin=$(printf '%s' "$conflist" | jq -c --argjson i "$i" '.plugins[$i] + {name: .name, cniVersion: .cniVersion}')
+    plugin=$(printf '%s' "$conflist" | jq -c --argjson i "$i" --argjson caps "${CNI_RUN_CAPS:-{\}}" '
+        .plugins[$i] as $p
+        | $p + {name: .name, cniVersion: .cniVersion}
+        | ($caps | with_entries(select(.key as $k | ($p.capabilities // {})[$k] == true))) as $runtime
+        | if ($runtime | length) > 0 then . + {runtimeConfig: $runtime} else . end')
     if [ -n "$result" ]; then
         plugin=$(printf '%s' "$plugin" | jq -c --argjson prev "$result" '. + {prevResult: $prev}')
     fi
