@@ -12,9 +12,26 @@ const ZONE_INTERFACE: &str = "org.fedoraproject.FirewallD1.zone";
 
 /// Whether something owns `org.fedoraproject.FirewallD1` on the system bus.
 pub fn running(deadline: Instant) -> bool {
+    // Without a system bus there is no firewalld, and no need to start
+    // busctl (5-7 ms) to learn it.
+    if !system_bus_exists() {
+        return false;
+    }
     let Ok(busctl) = process::find_tool("busctl") else { return false };
     let args = ["--system", "call", "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", "GetNameOwner", "s", FIREWALLD];
     process::run_tool(&crate::netns::Netns::host(), &busctl, &args, &[], deadline).is_ok_and(|o| o.status.success())
+}
+
+/// The system bus socket (DBUS_SYSTEM_BUS_ADDRESS, else the standard path)
+/// exists; an address that is not a plain unix path counts as existing.
+fn system_bus_exists() -> bool {
+    match std::env::var("DBUS_SYSTEM_BUS_ADDRESS") {
+        Ok(address) => match address.strip_prefix("unix:path=") {
+            Some(rest) => std::path::Path::new(rest.split(',').next().unwrap_or(rest)).exists(),
+            None => true,
+        },
+        Err(_) => std::path::Path::new("/run/dbus/system_bus_socket").exists(),
+    }
 }
 
 /// Binds `source` to `zone`; a source already in the zone is fine.

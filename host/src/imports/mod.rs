@@ -78,6 +78,7 @@ impl types::Host for HostState {
 impl HostState {
     /// Refuses a call from a capability family the plugin was not granted.
     pub fn require(&self, capability: Capability, call: &str) -> CallResult<()> {
+        crate::timing::mark(call);
         if self.grants.has(capability) {
             return Ok(());
         }
