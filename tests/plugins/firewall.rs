@@ -388,3 +388,65 @@ fn version_lists_what_the_reference_supports_and_later() {
     let old = direct_config("0.3.1", "fw-ver", json!({}), Some(&["10.68.0.2/24"]));
     assert_eq!(direct.ours("ADD", "c", &old).code(), direct.reference("ADD", "c", &old).code(), "0.3.1 is refused by both");
 }
+
+/// Ten containers added at once, then deleted at once: the shared chains,
+/// jumps and isolation rules exist once each, every container has its
+/// rules, and afterwards none is left.
+fn concurrent_adds_and_dels(backend: &str) {
+    const N: usize = 10;
+    let tag = format!("fw-conc-{backend}");
+    let ours = Side::ours(&tag);
+    let conflist = network(&tag, "fwbr-conc", "10.69.0.0/24", None, firewall(json!({"backend": backend, "ingressPolicy": "same-bridge"})));
+    let containers: Vec<Netns> = (0..N).map(|i| Netns::new(&format!("{tag}{i}"))).collect();
+    let addresses: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = containers
+            .iter()
+            .enumerate()
+            .map(|(i, ct)| {
+                let (ours, conflist) = (&ours, &conflist);
+                s.spawn(move || ours.add(conflist, &format!("c{i}"), ct, &[]))
+            })
+            .collect();
+        handles.into_iter().map(|h| address(&h.join().unwrap().unwrap_or_else(|e| panic!("{backend}: concurrent ADD: {e}")), 0)).collect()
+    });
+    let count = |text: &str, needle: &str| text.matches(needle).count();
+    match backend {
+        "iptables" => {
+            let filter = iptables_save(&ours.host, false, "filter");
+            assert_eq!(count(&filter, "-A FORWARD "), 2, "one jump to CNI-FORWARD, one to stage 1:\n{filter}");
+            assert_eq!(count(&filter, "-j CNI-ADMIN"), 1, "{filter}");
+            assert_eq!(count(&filter, "-A CNI-ISOLATION-STAGE-1 "), 2, "{filter}");
+            assert_eq!(count(&filter, "-A CNI-ISOLATION-STAGE-2 "), 2, "{filter}");
+            for ip in &addresses {
+                assert_eq!(count(&filter, &format!(" {ip}/32 ")), 2, "{ip}:\n{filter}");
+            }
+        }
+        _ => {
+            let ruleset = nft_ruleset(&ours.host);
+            assert_eq!(count(&ruleset, "jump isolation_stage_1"), 1, "{ruleset}");
+            assert_eq!(count(&ruleset, "jump containers"), 1, "{ruleset}");
+            assert_eq!(count(&ruleset, "oifname \"fwbr-conc\" drop"), 1, "{ruleset}");
+            for ip in &addresses {
+                assert_eq!(count(&ruleset, &format!(" {ip} ")), 2, "{ip}:\n{ruleset}");
+            }
+        }
+    }
+    std::thread::scope(|s| {
+        for (i, ct) in containers.iter().enumerate() {
+            let (ours, conflist) = (&ours, &conflist);
+            s.spawn(move || ours.del(conflist, &format!("c{i}"), ct, &[]).unwrap_or_else(|e| panic!("{backend}: concurrent DEL: {e}")));
+        }
+    });
+    let rules = format!("{}\n{}", filter_tables(&ours.host), nft_ruleset(&ours.host));
+    assert!(!rules.contains("10.69.0."), "{backend}: rules left:\n{rules}");
+}
+
+#[test]
+fn concurrent_adds_and_dels_with_iptables_share_the_chains() {
+    concurrent_adds_and_dels("iptables");
+}
+
+#[test]
+fn concurrent_adds_and_dels_with_nftables_share_the_table() {
+    concurrent_adds_and_dels("nftables");
+}
