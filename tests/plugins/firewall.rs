@@ -325,6 +325,11 @@ fn a_bad_ingress_policy_fails_before_anything_is_changed() {
         assert!(iptables_save(&theirs_host, false, "filter").contains("10.65.0.7"), "the reference leaks the rules");
         assert!(!iptables_save(&direct.host, false, "filter").contains("10.65.0.7"), "cni-wasm leaves nothing");
     }
+    // DEL needs no policy: it succeeds, so a runtime can clean up (the
+    // reference's DEL fails the same way its ADD did).
+    let closed = direct_config("1.0.0", "fw-badpol", json!({"ingressPolicy": "closed"}), Some(&["10.65.0.7/24"]));
+    assert!(direct.ours("DEL", "c", &closed).success);
+    assert!(!direct.reference("DEL", "c", &closed).success);
 }
 
 #[test]

@@ -88,7 +88,7 @@ impl cni_plugin_sdk::Plugin for Firewall {
     }
 
     fn del(call: &Invocation) -> Result<()> {
-        let conf = load(&call.config)?;
+        let conf = Conf::load_for_del(&call.config)?;
         let host = namespaces::host();
         let _lock = state::lock(LOCK)?;
         let record = records::read(&conf.name, &call.container_id, &call.ifname)?;
