@@ -353,6 +353,7 @@ fn firewalld_asked_for_but_absent_is_a_clear_error() {
     assert!(iptables_save(&direct.host, false, "filter").contains("-s 10.66.0.2/32 -j ACCEPT"));
     assert!(direct.ours("STATUS", "", &direct_config("1.1.0", "fw-fwd", json!({}), None)).success);
     assert!(direct.ours("STATUS", "", &direct_config("1.1.0", "fw-fwd", json!({"backend": "nftables"}), None)).success);
+    assert!(direct.ours("DEL", "c", &default).success);
 }
 
 #[test]
@@ -361,7 +362,7 @@ fn gc_removes_the_rules_of_attachments_not_listed() {
     for backend in ["iptables", "nftables"] {
         // A network name of this test's own: GC looks at every record of
         // the network, and records live in the real host's /run.
-        let network = format!("fw-gc-{backend}-{}", std::process::id());
+        let network = format!("fw-gc-{backend}");
         let stale = direct_config("1.1.0", &network, json!({"backend": backend}), Some(&["10.67.0.2/24", "fd67::2/64"]));
         let live = direct_config("1.1.0", &network, json!({"backend": backend}), Some(&["10.67.0.3/24"]));
         let other_network = direct_config("1.1.0", &format!("{network}-other"), json!({"backend": backend}), Some(&["10.67.1.4/24"]));
