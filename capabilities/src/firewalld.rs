@@ -10,28 +10,21 @@ const FIREWALLD: &str = "org.fedoraproject.FirewallD1";
 const FIREWALLD_PATH: &str = "/org/fedoraproject/FirewallD1";
 const ZONE_INTERFACE: &str = "org.fedoraproject.FirewallD1.zone";
 
+/// Where the system bus listens unless DBUS_SYSTEM_BUS_ADDRESS says
+/// otherwise (sd-bus's default, and godbus's through the /var/run link).
+const SYSTEM_BUS_SOCKETS: [&str; 2] = ["/run/dbus/system_bus_socket", "/var/run/dbus/system_bus_socket"];
+
 /// Whether something owns `org.fedoraproject.FirewallD1` on the system bus.
 pub fn running(deadline: Instant) -> bool {
-    // Without a system bus there is no firewalld, and no need to start
-    // busctl (5-7 ms) to learn it.
-    if !system_bus_exists() {
+    // Without a system bus nothing owns the name; starting busctl to learn
+    // that costs milliseconds on every firewall ADD and DEL.
+    let bus_configured = std::env::var_os("DBUS_SYSTEM_BUS_ADDRESS").is_some();
+    if !bus_configured && !SYSTEM_BUS_SOCKETS.iter().any(|s| std::path::Path::new(s).exists()) {
         return false;
     }
     let Ok(busctl) = process::find_tool("busctl") else { return false };
     let args = ["--system", "call", "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", "GetNameOwner", "s", FIREWALLD];
     process::run_tool(&crate::netns::Netns::host(), &busctl, &args, &[], deadline).is_ok_and(|o| o.status.success())
-}
-
-/// The system bus socket (DBUS_SYSTEM_BUS_ADDRESS, else the standard path)
-/// exists; an address that is not a plain unix path counts as existing.
-fn system_bus_exists() -> bool {
-    match std::env::var("DBUS_SYSTEM_BUS_ADDRESS") {
-        Ok(address) => match address.strip_prefix("unix:path=") {
-            Some(rest) => std::path::Path::new(rest.split(',').next().unwrap_or(rest)).exists(),
-            None => true,
-        },
-        Err(_) => std::path::Path::new("/run/dbus/system_bus_socket").exists(),
-    }
 }
 
 /// Binds `source` to `zone`; a source already in the zone is fine.

@@ -325,6 +325,11 @@ fn a_bad_ingress_policy_fails_before_anything_is_changed() {
         assert!(iptables_save(&theirs_host, false, "filter").contains("10.65.0.7"), "the reference leaks the rules");
         assert!(!iptables_save(&direct.host, false, "filter").contains("10.65.0.7"), "cni-wasm leaves nothing");
     }
+    // DEL needs no policy: it succeeds, so a runtime can clean up (the
+    // reference's DEL fails the same way its ADD did).
+    let closed = direct_config("1.0.0", "fw-badpol", json!({"ingressPolicy": "closed"}), Some(&["10.65.0.7/24"]));
+    assert!(direct.ours("DEL", "c", &closed).success);
+    assert!(!direct.reference("DEL", "c", &closed).success);
 }
 
 #[test]
@@ -348,6 +353,7 @@ fn firewalld_asked_for_but_absent_is_a_clear_error() {
     assert!(iptables_save(&direct.host, false, "filter").contains("-s 10.66.0.2/32 -j ACCEPT"));
     assert!(direct.ours("STATUS", "", &direct_config("1.1.0", "fw-fwd", json!({}), None)).success);
     assert!(direct.ours("STATUS", "", &direct_config("1.1.0", "fw-fwd", json!({"backend": "nftables"}), None)).success);
+    assert!(direct.ours("DEL", "c", &default).success);
 }
 
 #[test]
@@ -356,7 +362,7 @@ fn gc_removes_the_rules_of_attachments_not_listed() {
     for backend in ["iptables", "nftables"] {
         // A network name of this test's own: GC looks at every record of
         // the network, and records live in the real host's /run.
-        let network = format!("fw-gc-{backend}-{}", std::process::id());
+        let network = format!("fw-gc-{backend}");
         let stale = direct_config("1.1.0", &network, json!({"backend": backend}), Some(&["10.67.0.2/24", "fd67::2/64"]));
         let live = direct_config("1.1.0", &network, json!({"backend": backend}), Some(&["10.67.0.3/24"]));
         let other_network = direct_config("1.1.0", &format!("{network}-other"), json!({"backend": backend}), Some(&["10.67.1.4/24"]));
@@ -387,4 +393,66 @@ fn version_lists_what_the_reference_supports_and_later() {
     assert_eq!(outcome.json()["supportedVersions"], json!(["0.4.0", "1.0.0", "1.1.0"]));
     let old = direct_config("0.3.1", "fw-ver", json!({}), Some(&["10.68.0.2/24"]));
     assert_eq!(direct.ours("ADD", "c", &old).code(), direct.reference("ADD", "c", &old).code(), "0.3.1 is refused by both");
+}
+
+/// Ten containers added at once, then deleted at once: the shared chains,
+/// jumps and isolation rules exist once each, every container has its
+/// rules, and afterwards none is left.
+fn concurrent_adds_and_dels(backend: &str) {
+    const N: usize = 10;
+    let tag = format!("fw-conc-{backend}");
+    let ours = Side::ours(&tag);
+    let conflist = network(&tag, "fwbr-conc", "10.69.0.0/24", None, firewall(json!({"backend": backend, "ingressPolicy": "same-bridge"})));
+    let containers: Vec<Netns> = (0..N).map(|i| Netns::new(&format!("{tag}{i}"))).collect();
+    let addresses: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = containers
+            .iter()
+            .enumerate()
+            .map(|(i, ct)| {
+                let (ours, conflist) = (&ours, &conflist);
+                s.spawn(move || ours.add(conflist, &format!("c{i}"), ct, &[]))
+            })
+            .collect();
+        handles.into_iter().map(|h| address(&h.join().unwrap().unwrap_or_else(|e| panic!("{backend}: concurrent ADD: {e}")), 0)).collect()
+    });
+    let count = |text: &str, needle: &str| text.matches(needle).count();
+    match backend {
+        "iptables" => {
+            let filter = iptables_save(&ours.host, false, "filter");
+            assert_eq!(count(&filter, "-A FORWARD "), 2, "one jump to CNI-FORWARD, one to stage 1:\n{filter}");
+            assert_eq!(count(&filter, "-j CNI-ADMIN"), 1, "{filter}");
+            assert_eq!(count(&filter, "-A CNI-ISOLATION-STAGE-1 "), 2, "{filter}");
+            assert_eq!(count(&filter, "-A CNI-ISOLATION-STAGE-2 "), 2, "{filter}");
+            for ip in &addresses {
+                assert_eq!(count(&filter, &format!(" {ip}/32 ")), 2, "{ip}:\n{filter}");
+            }
+        }
+        _ => {
+            let ruleset = nft_ruleset(&ours.host);
+            assert_eq!(count(&ruleset, "jump isolation_stage_1"), 1, "{ruleset}");
+            assert_eq!(count(&ruleset, "jump containers"), 1, "{ruleset}");
+            assert_eq!(count(&ruleset, "oifname \"fwbr-conc\" drop"), 1, "{ruleset}");
+            for ip in &addresses {
+                assert_eq!(count(&ruleset, &format!(" {ip} ")), 2, "{ip}:\n{ruleset}");
+            }
+        }
+    }
+    std::thread::scope(|s| {
+        for (i, ct) in containers.iter().enumerate() {
+            let (ours, conflist) = (&ours, &conflist);
+            s.spawn(move || ours.del(conflist, &format!("c{i}"), ct, &[]).unwrap_or_else(|e| panic!("{backend}: concurrent DEL: {e}")));
+        }
+    });
+    let rules = format!("{}\n{}", filter_tables(&ours.host), nft_ruleset(&ours.host));
+    assert!(!rules.contains("10.69.0."), "{backend}: rules left:\n{rules}");
+}
+
+#[test]
+fn concurrent_adds_and_dels_with_iptables_share_the_chains() {
+    concurrent_adds_and_dels("iptables");
+}
+
+#[test]
+fn concurrent_adds_and_dels_with_nftables_share_the_table() {
+    concurrent_adds_and_dels("nftables");
 }

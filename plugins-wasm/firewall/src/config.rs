@@ -86,6 +86,18 @@ pub struct Conf {
 
 impl Conf {
     pub fn load(config: &str) -> Result<Conf> {
+        Conf::parse(config, true)
+    }
+
+    /// For DEL, which needs neither: an unknown ingressPolicy or a bad
+    /// admin chain name does not stop the cleanup (the reference's DEL
+    /// fails on an unknown policy, so a runtime could never delete the
+    /// container).
+    pub fn load_for_del(config: &str) -> Result<Conf> {
+        Conf::parse(config, false)
+    }
+
+    fn parse(config: &str, strict: bool) -> Result<Conf> {
         let raw: Raw = cni_plugin_sdk::config::parse(config)?;
         // The reference silently falls back to the default for any other
         // value (an empty one included); configs that work there work here.
@@ -94,11 +106,14 @@ impl Conf {
             "" | "open" => IngressPolicy::Open,
             "same-bridge" => IngressPolicy::SameBridge,
             "isolated" => IngressPolicy::Isolated,
+            _ if !strict => IngressPolicy::Open,
             other => return Err(internal(format!("unknown ingress policy: {other:?}"))),
         };
         let admin_chain =
             if raw.iptables_admin_chain_name.is_empty() { DEFAULT_ADMIN_CHAIN.to_string() } else { raw.iptables_admin_chain_name };
-        check_chain_name(&admin_chain)?;
+        if strict {
+            check_chain_name(&admin_chain)?;
+        }
         let zone = if raw.firewalld_zone.is_empty() { DEFAULT_ZONE.to_string() } else { raw.firewalld_zone };
         let unknown_backend = (backend.is_none() && !raw.backend.is_empty()).then_some(raw.backend);
         Ok(Conf { name: raw.name, backend, admin_chain, zone, ingress_policy, unknown_backend })
@@ -184,6 +199,7 @@ mod tests {
     #[test]
     fn bad_policies_and_chain_names_are_refused() {
         assert_eq!(Conf::load(r#"{"name": "n", "ingressPolicy": "closed"}"#).unwrap_err().msg, "unknown ingress policy: \"closed\"");
+        assert!(Conf::load_for_del(r#"{"name": "n", "ingressPolicy": "closed", "iptablesAdminChainName": "-X"}"#).is_ok(), "DEL goes on");
         for bad in ["A-CHAIN-NAME-LONGER-THAN-28-CHARS", "with space", "-X", "quo\"te"] {
             let config = serde_json::json!({"name": "n", "iptablesAdminChainName": bad}).to_string();
             assert_eq!(Conf::load(&config).unwrap_err().code, 7, "{bad}");

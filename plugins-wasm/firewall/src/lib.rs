@@ -73,13 +73,13 @@ impl cni_plugin_sdk::Plugin for Firewall {
             Backend::Iptables => iptables::add(&host, &conf.admin_chain, &ips, isolation.as_ref())?,
             Backend::Nftables => nftables::add(&host, &conf.name, &call.ifname, &call.container_id, &ips, isolation.as_ref())?,
             Backend::Firewalld => {
-                firewalld::add(&conf.zone, &ips)?;
+                firewalld::add(&firewalld::SystemBus, &conf.zone, &ips)?;
                 // The reference isolates bridges with iptables whatever the
                 // backend.
                 if let Some(isolation) = &isolation
                     && let Err(e) = iptables::isolate(&host, &ips, isolation)
                 {
-                    firewalld::remove(&conf.zone, &ips);
+                    log_failures(firewalld::remove(&firewalld::SystemBus, &conf.zone, &ips));
                     return Err(e);
                 }
             }
@@ -88,7 +88,7 @@ impl cni_plugin_sdk::Plugin for Firewall {
     }
 
     fn del(call: &Invocation) -> Result<()> {
-        let conf = load(&call.config)?;
+        let conf = Conf::load_for_del(&call.config)?;
         let host = namespaces::host();
         let _lock = state::lock(LOCK)?;
         let record = records::read(&conf.name, &call.container_id, &call.ifname)?;
@@ -135,7 +135,7 @@ impl cni_plugin_sdk::Plugin for Firewall {
             Backend::Iptables => iptables::check(&host, &conf.admin_chain, &ips, isolation.as_ref()),
             Backend::Nftables => nftables::check(&host, &conf.name, &call.ifname, &call.container_id, &ips, isolation.as_ref()),
             Backend::Firewalld => {
-                firewalld::check(&conf.zone, &ips)?;
+                firewalld::check(&firewalld::SystemBus, &conf.zone, &ips)?;
                 match &isolation {
                     Some(isolation) => iptables::check_isolation(&host, &ips, isolation),
                     None => Ok(()),
@@ -230,10 +230,17 @@ fn teardown(host: &Netns, backend: Backend, zone: &str, ips: &[IpNet], errors: &
                 errors.push(e.msg);
             }
         }
-        Backend::Firewalld if firewalld::running() => firewalld::remove(zone, ips),
+        Backend::Firewalld if firewalld::running() => log_failures(firewalld::remove(&firewalld::SystemBus, zone, ips)),
         Backend::Firewalld => cni_plugin_sdk::info!("firewall: firewalld is not running; no zone sources to remove"),
         // By comment, not by address: see nftables::remove.
         Backend::Nftables => {}
+    }
+}
+
+/// Failures the reference ignores, for the debug log.
+fn log_failures(failures: Vec<String>) {
+    for failure in failures {
+        cni_plugin_sdk::debug!("firewall: {failure}");
     }
 }
 
