@@ -3,6 +3,7 @@
 //! capability arguments, cached results fed back to CHECK and DEL. Side by
 //! side with the reference plugins where they agree with the spec.
 
+use cni_wasm_tests::kernel::lo_state;
 use cni_wasm_tests::libcni::{Runtime, cni_error};
 use cni_wasm_tests::netns::Netns;
 use cni_wasm_tests::plugin::Installation;
@@ -25,18 +26,6 @@ fn normalized(result: &Value, ns: &Netns) -> Value {
     serde_json::from_str(&result.to_string().replace(&ns.path(), "NETNS")).unwrap()
 }
 
-/// lo's state in a namespace: up, and its addresses.
-fn lo_state(ns: &Netns) -> (bool, Vec<String>) {
-    let link = ns.ip_json(&["link", "show", "lo"]);
-    let up = link[0]["flags"].as_array().unwrap().iter().any(|f| f == "UP");
-    let addresses = ns.ip_json(&["addr", "show", "lo"])[0]["addr_info"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| format!("{}/{}", a["local"].as_str().unwrap(), a["prefixlen"]))
-        .collect();
-    (up, addresses)
-}
 
 fn loopback_list(version: &str) -> String {
     json!({"cniVersion": version, "name": "lo-net", "plugins": [{"type": "loopback"}]}).to_string()

@@ -8,21 +8,11 @@ use std::collections::HashSet;
 use cni_wasm_tests::kernel::{self, assert_converges, assert_same, iptables_save, normalize_result};
 use cni_wasm_tests::link_names;
 use cni_wasm_tests::netns::Netns;
-use cni_wasm_tests::side::{Side, port_mappings, podman};
+use cni_wasm_tests::side::{Side, podman_chain, port_mappings};
 use serde_json::{Value, json};
 
 fn chain(backend: Option<&str>) -> Value {
-    let mut portmap = json!({"type": "portmap", "capabilities": {"portMappings": true}});
-    let mut firewall = json!({"type": "firewall"});
-    let mut conflist = podman("1.0.0", &[]);
-    if let Some(backend) = backend {
-        portmap["backend"] = json!(backend);
-        firewall["backend"] = json!(backend);
-        conflist["plugins"][0]["ipMasqBackend"] = json!(backend);
-    }
-    let tuning = json!({"type": "tuning", "sysctl": {"net.ipv4.conf.eth0.accept_redirects": "0"}});
-    conflist["plugins"].as_array_mut().unwrap().extend([portmap, firewall, tuning]);
-    conflist
+    podman_chain(backend, json!({"type": "tuning", "sysctl": {"net.ipv4.conf.eth0.accept_redirects": "0"}}))
 }
 
 fn host_netfilter(side: &Side) -> Value {

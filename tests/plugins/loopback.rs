@@ -1,6 +1,7 @@
 //! loopback, side by side with the reference: the same result JSON, byte
 //! for byte, and the same kernel state.
 
+use cni_wasm_tests::kernel::lo_state;
 use cni_wasm_tests::netns::Netns;
 use cni_wasm_tests::plugin::{Env, Installation, run};
 use cni_wasm_tests::{reference, require_root};
@@ -10,17 +11,6 @@ fn config(version: &str) -> String {
     json!({"cniVersion": version, "name": "lo-net", "type": "loopback"}).to_string()
 }
 
-fn lo_state(ns: &Netns) -> (bool, Vec<String>) {
-    let link = ns.ip_json(&["link", "show", "lo"]);
-    let up = link[0]["flags"].as_array().unwrap().iter().any(|f| f == "UP");
-    let addresses = ns.ip_json(&["addr", "show", "lo"])[0]["addr_info"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| format!("{}/{}", a["local"].as_str().unwrap(), a["prefixlen"]))
-        .collect();
-    (up, addresses)
-}
 
 #[test]
 fn add_check_del_match_the_reference_at_every_version() {

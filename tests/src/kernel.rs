@@ -83,6 +83,19 @@ pub fn routes(ns: &Netns) -> Value {
     Value::Array(out)
 }
 
+/// lo's state in a namespace: up, and its addresses.
+pub fn lo_state(ns: &Netns) -> (bool, Vec<String>) {
+    let link = ns.ip_json(&["link", "show", "lo"]);
+    let up = link[0]["flags"].as_array().is_some_and(|flags| flags.iter().any(|f| f == "UP"));
+    let addresses = ns.ip_json(&["addr", "show", "lo"])[0]["addr_info"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|a| format!("{}/{}", a["local"].as_str().unwrap_or_default(), a["prefixlen"]))
+        .collect();
+    (up, addresses)
+}
+
 /// Everything above, for one namespace.
 pub fn state(ns: &Netns) -> Value {
     json!({"links": links(ns), "addresses": addresses(ns), "routes": routes(ns)})

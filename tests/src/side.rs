@@ -98,6 +98,23 @@ pub fn podman(version: &str, chained: &[Value]) -> Value {
     json!({"cniVersion": version, "name": NETWORK, "plugins": plugins})
 }
 
+/// The whole podman chain: bridge + host-local, portmap, firewall, then
+/// `tuning` (a tuning plugin config). `backend` selects the netfilter
+/// backend of bridge's ipMasq, portmap and firewall; None is the default
+/// (iptables), the only one the Debian reference has.
+pub fn podman_chain(backend: Option<&str>, tuning: Value) -> Value {
+    let mut portmap = json!({"type": "portmap", "capabilities": {"portMappings": true}});
+    let mut firewall = json!({"type": "firewall"});
+    let mut conflist = podman("1.0.0", &[]);
+    if let Some(backend) = backend {
+        portmap["backend"] = json!(backend);
+        firewall["backend"] = json!(backend);
+        conflist["plugins"][0]["ipMasqBackend"] = json!(backend);
+    }
+    conflist["plugins"].as_array_mut().expect("a plugin list").extend([portmap, firewall, tuning]);
+    conflist
+}
+
 /// Mappings for the `portMappings` capability.
 pub fn port_mappings(mappings: &[(u16, u16, &str, Option<&str>)]) -> Value {
     Value::Array(

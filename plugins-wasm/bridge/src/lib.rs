@@ -14,7 +14,7 @@ use cni_plugin_sdk::masquerade;
 use cni_plugin_sdk::namespaces::{self, Netns};
 use cni_plugin_sdk::net::{IpNet, ip_from_wit, ip_to_wit, next_ip, parse_mac};
 use cni_plugin_sdk::types::IpFamily;
-use cni_plugin_sdk::{Attachment, Capability, CniResult, Invocation, Manifest, StateLocation, addresses, clock, cni, neighbours, sysctl};
+use cni_plugin_sdk::{Attachment, Capability, CniResult, Invocation, Manifest, addresses, clock, cni, neighbours, sysctl};
 
 use crate::config::{DEFAULT_BRIDGE, NetConf};
 
@@ -33,11 +33,9 @@ impl cni_plugin_sdk::Plugin for Bridge {
             Capability::Neighbours,
         ]);
         manifest.host_links = vec![DEFAULT_BRIDGE.into()];
-        manifest.host_sysctls = vec!["net/ipv4/ip_forward".into(), "net/ipv6/conf/all/forwarding".into()];
-        manifest.iptables_chains = vec![masquerade::IPTABLES_CHAINS.into()];
-        manifest.nft_tables = vec![masquerade::NFT_TABLES.into(), "bridge nat".into()];
-        // Only for the lock that serializes netfilter read-modify-writes.
-        manifest.state = Some(StateLocation { default_dir: "/run/cni-wasm/bridge".into(), config_key: None });
+        masquerade::grant(&mut manifest, "bridge");
+        // The MAC spoof check's table.
+        manifest.nft_tables.push("bridge nat".into());
         manifest
     }
 

@@ -14,7 +14,7 @@ use cni_plugin_sdk::net::{IpNet, family_of, ip_from_wit, ip_to_wit};
 use cni_plugin_sdk::netfilter::go_quote;
 use cni_plugin_sdk::routes::{self, AddMode, RouteSpec};
 use cni_plugin_sdk::types::IpFamily;
-use cni_plugin_sdk::{Attachment, Capability, CniResult, Invocation, Manifest, StateLocation, addresses, cni, ipam, links};
+use cni_plugin_sdk::{Attachment, Capability, CniResult, Invocation, Manifest, addresses, cni, ipam, links};
 use serde::Deserialize;
 
 /// The reference's NetConf.
@@ -56,11 +56,7 @@ impl cni_plugin_sdk::Plugin for Ptp {
             Capability::State,
             Capability::Delegation,
         ]);
-        manifest.host_sysctls = vec!["net/ipv4/ip_forward".into(), "net/ipv6/conf/all/forwarding".into()];
-        manifest.iptables_chains = vec![masquerade::IPTABLES_CHAINS.into()];
-        manifest.nft_tables = vec![masquerade::NFT_TABLES.into()];
-        // Only for the lock that serializes netfilter read-modify-writes.
-        manifest.state = Some(StateLocation { default_dir: "/run/cni-wasm/ptp".into(), config_key: None });
+        masquerade::grant(&mut manifest, "ptp");
         manifest
     }
 

@@ -54,6 +54,17 @@ pub fn nftables_usable(ns: &Netns) -> bool {
 pub const IPTABLES_CHAINS: &str = "CNI-????????????????????????";
 pub const NFT_TABLES: &str = "inet cni_plugins_masquerade";
 
+/// Adds what a plugin that routes and masquerades its containers' traffic
+/// needs to its manifest: the forwarding sysctls, the masquerade chains and
+/// table, and a state directory `/run/cni-wasm/<plugin>` for the lock that
+/// serializes netfilter read-modify-writes.
+pub fn grant(manifest: &mut crate::Manifest, plugin: &str) {
+    manifest.host_sysctls.extend(["net/ipv4/ip_forward".into(), "net/ipv6/conf/all/forwarding".into()]);
+    manifest.iptables_chains.push(IPTABLES_CHAINS.into());
+    manifest.nft_tables.push(NFT_TABLES.into());
+    manifest.state = Some(crate::StateLocation { default_dir: format!("/run/cni-wasm/{plugin}"), config_key: None });
+}
+
 pub fn setup(ns: &Netns, backend: Option<Backend>, ips: &[IpNet], network: &str, ifname: &str, container_id: &str) -> Result<()> {
     let Some(first) = ips.first() else { return Ok(()) };
     match backend {

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use cni_wasm_tests::netns::Netns;
-use cni_wasm_tests::side::{Side, port_mappings, podman};
+use cni_wasm_tests::side::{Side, podman_chain, port_mappings};
 use serde_json::{Value, json};
 use cni_wasm_tests::plugin::{Env, Installation, run};
 use cni_wasm_tests::{REFERENCE_DIR, reference_available};
@@ -143,16 +143,7 @@ fn main() {
 /// netfilter backend of cni-wasm's plugins (the reference always gets the
 /// default, iptables).
 fn chain_conflist(backend: Option<&str>) -> Value {
-    let mut portmap = json!({"type": "portmap", "capabilities": {"portMappings": true}});
-    let mut firewall = json!({"type": "firewall"});
-    let mut conflist = podman("1.0.0", &[]);
-    if let Some(backend) = backend {
-        portmap["backend"] = json!(backend);
-        firewall["backend"] = json!(backend);
-        conflist["plugins"][0]["ipMasqBackend"] = json!(backend);
-    }
-    conflist["plugins"].as_array_mut().unwrap().extend([portmap, firewall, json!({"type": "tuning"})]);
-    conflist
+    podman_chain(backend, json!({"type": "tuning"}))
 }
 
 fn chain_caps() -> [(&'static str, Value); 1] {
