@@ -28,11 +28,8 @@ pub enum Family {
 
 /// Addresses in `ns`, optionally only one link's or one family's.
 pub fn dump(ns: &Netns, link: Option<&str>, family: Option<Family>) -> Result<Vec<Address>> {
-    let doing = format!(
-        "listing addresses{} in {}",
-        link.map(|l| format!(" of {l:?}")).unwrap_or_default(),
-        ns.label()
-    );
+    let doing =
+        format!("listing addresses{} in {}", link.map(|l| format!(" of {l:?}")).unwrap_or_default(), ns.label());
     let mut request = AddressMessage::default();
     if let Some(name) = link {
         request.header.index = links::require(ns, name).context(&doing)?.index;

@@ -193,8 +193,7 @@ fn entry(reply: &NetfilterMessage) -> Option<Entry> {
     let original_tuple = original_tuple?;
     let original = endpoints(original_tuple)?;
     let reply = endpoints(reply_tuple?)?;
-    if [original.source, original.destination, reply.source, reply.destination].iter().any(|a| family_of(a) != family)
-    {
+    if [original.source, original.destination, reply.source, reply.destination].iter().any(|a| family_of(a) != family) {
         return None;
     }
     let flow = Flow {

@@ -23,7 +23,16 @@ pub fn running(deadline: Instant) -> bool {
         return false;
     }
     let Ok(busctl) = process::find_tool("busctl") else { return false };
-    let args = ["--system", "call", "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", "GetNameOwner", "s", FIREWALLD];
+    let args = [
+        "--system",
+        "call",
+        "org.freedesktop.DBus",
+        "/org/freedesktop/DBus",
+        "org.freedesktop.DBus",
+        "GetNameOwner",
+        "s",
+        FIREWALLD,
+    ];
     process::run_tool(&crate::netns::Netns::host(), &busctl, &args, &[], deadline).is_ok_and(|o| o.status.success())
 }
 

@@ -1,24 +1,42 @@
 //! Links (RTM_NEWLINK / DELLINK / GETLINK), addressed by name.
 
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::link::{
     AfSpecBridge, BridgeVlanInfo, BridgeVlanInfoFlags, InfoBridge, InfoBridgePort, InfoData, InfoIpVlan, InfoKind,
     InfoMacVlan, InfoPortData, InfoPortKind, InfoVeth, InfoVlan, InfoVrf, IpVlanMode as NlIpVlanMode, LinkAttribute,
     LinkExtentMask, LinkFlags, LinkInfo, LinkMessage, MacVlanMode as NlMacVlanMode, State,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
-use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
 
 use crate::error::{Context, Error, ErrorKind, Result};
 use crate::netns::Netns;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OperState { Unknown, NotPresent, Down, LowerLayerDown, Testing, Dormant, Up }
+pub enum OperState {
+    Unknown,
+    NotPresent,
+    Down,
+    LowerLayerDown,
+    Testing,
+    Dormant,
+    Up,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MacvlanMode { Private, Vepa, Bridge, Passthru, Source }
+pub enum MacvlanMode {
+    Private,
+    Vepa,
+    Bridge,
+    Passthru,
+    Source,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IpvlanMode { L2, L3, L3s }
+pub enum IpvlanMode {
+    L2,
+    L3,
+    L3s,
+}
 
 /// A link as the kernel reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,7 +146,13 @@ pub fn dump(ns: &Netns) -> Result<Vec<Link>> {
         .collect())
 }
 
-pub fn create(ns: &Netns, name: &str, kind: &LinkKind, options: &LinkOptions, parent_ns: Option<&Netns>) -> Result<Link> {
+pub fn create(
+    ns: &Netns,
+    name: &str,
+    kind: &LinkKind,
+    options: &LinkOptions,
+    parent_ns: Option<&Netns>,
+) -> Result<Link> {
     validate_name(name)?;
     let doing = format!("creating {} link {name:?} in {}", kind_name(kind), ns.label());
     let mut message = LinkMessage::default();

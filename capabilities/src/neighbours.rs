@@ -20,8 +20,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use crate::error::{Error, Result};
 use crate::links::{self, LinkChange};
-use crate::sysctl;
 use crate::netns::Netns;
+use crate::sysctl;
 
 const ND_NEIGHBOR_ADVERT: u8 = 136;
 /// Override flag: replace whatever MAC a peer has for the address.

@@ -50,7 +50,10 @@ impl IpNetwork {
 
     pub fn validate(&self) -> crate::Result<()> {
         if self.prefix_len > self.max_prefix_len() {
-            return Err(crate::Error::invalid(format!("prefix length {} is too long for {}", self.prefix_len, self.address)));
+            return Err(crate::Error::invalid(format!(
+                "prefix length {} is too long for {}",
+                self.prefix_len, self.address
+            )));
         }
         Ok(())
     }

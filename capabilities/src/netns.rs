@@ -50,7 +50,8 @@ impl Netns {
     /// reference does, that it is a namespace file and not some other file.
     pub fn open(path: &str) -> Result<Self> {
         let label = format!("container netns {path}");
-        let fs = statfs(Path::new(path)).map_err(|e| Error::from_errno(e as i32, format!("opening {label} (statfs)")))?;
+        let fs =
+            statfs(Path::new(path)).map_err(|e| Error::from_errno(e as i32, format!("opening {label} (statfs)")))?;
         let magic = fs.filesystem_type().0 as i64;
         if magic != NSFS_MAGIC && magic != PROC_SUPER_MAGIC.0 as i64 {
             return Err(Error::invalid(format!("{path} is not a network namespace (filesystem magic {magic:#x})")));
@@ -74,7 +75,12 @@ impl Netns {
                 .and_then(|h| h.join().unwrap_or_else(|_| Err(io::Error::other("namespace thread panicked"))))
         })
         .map_err(|e| Error::from_io(&e, "creating a temporary netns (unshare)"))?;
-        Ok(Netns { file: Some(file), host_file: OnceCell::new(), label: "temporary netns".into(), route: OnceCell::new() })
+        Ok(Netns {
+            file: Some(file),
+            host_file: OnceCell::new(),
+            label: "temporary netns".into(),
+            route: OnceCell::new(),
+        })
     }
 
     pub fn is_host(&self) -> bool {
@@ -92,8 +98,8 @@ impl Netns {
             Some(file) => Ok(file.as_fd()),
             None => {
                 if self.host_file.get().is_none() {
-                    let file = File::open("/proc/self/ns/net")
-                        .map_err(|e| Error::from_io(&e, "opening the host netns"))?;
+                    let file =
+                        File::open("/proc/self/ns/net").map_err(|e| Error::from_io(&e, "opening the host netns"))?;
                     let _ = self.host_file.set(file);
                 }
                 Ok(self.host_file.get().expect("just set").as_fd())
@@ -144,9 +150,7 @@ impl Netns {
     /// Opens a file under /proc/sys as seen from this namespace.
     pub fn open_proc_sys(&self, relative: &str, write: bool) -> Result<File> {
         let path = format!("/proc/sys/{relative}");
-        self.run(&format!("opening {path}"), move || {
-            std::fs::OpenOptions::new().read(!write).write(write).open(&path)
-        })
+        self.run(&format!("opening {path}"), move || std::fs::OpenOptions::new().read(!write).write(write).open(&path))
     }
 
     /// Duplicates an fd for handing to another owner (e.g. a child process).

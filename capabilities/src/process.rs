@@ -33,7 +33,12 @@ pub fn run_tool(ns: &Netns, program: &Path, args: &[&str], stdin: &[u8], deadlin
     let output = spawn_and_wait(Some(ns), program, args, &[], stdin, true, deadline);
     // CNI_WASM_TIMING=1 (see host/src/timing.rs): what each tool costs.
     if std::env::var_os("CNI_WASM_TIMING").is_some() {
-        eprintln!("cni-wasm timing:   tool {} {}: {:.3} ms", program.display(), args.join(" "), start.elapsed().as_secs_f64() * 1e3);
+        eprintln!(
+            "cni-wasm timing:   tool {} {}: {:.3} ms",
+            program.display(),
+            args.join(" "),
+            start.elapsed().as_secs_f64() * 1e3
+        );
     }
     output
 }
@@ -47,7 +52,9 @@ pub fn find_tool(name: &str) -> Result<std::path::PathBuf> {
         .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"])
         .map(|dir| Path::new(dir).join(name))
         .find(|candidate| candidate.is_file())
-        .ok_or_else(|| Error::new(ErrorKind::Unsupported, format!("{name} is not installed (not in PATH or /usr/sbin)")))
+        .ok_or_else(|| {
+            Error::new(ErrorKind::Unsupported, format!("{name} is not installed (not in PATH or /usr/sbin)"))
+        })
 }
 
 fn spawn_and_wait(

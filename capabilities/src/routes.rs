@@ -129,7 +129,8 @@ pub fn lookup(ns: &Netns, destination: IpAddr) -> Result<Route> {
 }
 
 fn message_for(ns: &Netns, spec: &RouteSpec, doing: &str) -> Result<RouteMessage> {
-    let destination = spec.destination.ok_or_else(|| Error::invalid(format!("{doing}: a route needs a destination")))?;
+    let destination =
+        spec.destination.ok_or_else(|| Error::invalid(format!("{doing}: a route needs a destination")))?;
     destination.validate()?;
     if let Some(gateway) = spec.gateway
         && gateway.is_ipv4() != destination.is_ipv4()

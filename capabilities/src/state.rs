@@ -144,7 +144,10 @@ impl StateDir {
             if Instant::now() >= deadline {
                 return Err(Error::new(
                     ErrorKind::Timeout,
-                    format!("locking {}: still held by another process at the deadline", self.root.join(path).display()),
+                    format!(
+                        "locking {}: still held by another process at the deadline",
+                        self.root.join(path).display()
+                    ),
                 ));
             }
             std::thread::sleep(wait);
@@ -171,8 +174,11 @@ impl StateDir {
 /// Only plain relative paths: no root, no `..`, no `.`, no empty parts.
 fn relative(path: &str) -> Result<&Path> {
     let candidate = Path::new(path);
-    let plain = !path.is_empty()
-        && !path.contains('\0')
-        && candidate.components().all(|c| matches!(c, Component::Normal(_)));
-    if plain { Ok(candidate) } else { Err(Error::invalid(format!("state path {path:?} must be relative, without '..'"))) }
+    let plain =
+        !path.is_empty() && !path.contains('\0') && candidate.components().all(|c| matches!(c, Component::Normal(_)));
+    if plain {
+        Ok(candidate)
+    } else {
+        Err(Error::invalid(format!("state path {path:?} must be relative, without '..'")))
+    }
 }

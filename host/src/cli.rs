@@ -100,7 +100,10 @@ fn install(dir: &Path, force: bool) -> Result<(), String> {
         let link = dir.join(builtin.name);
         match std::fs::symlink_metadata(&link) {
             Ok(meta) if !meta.file_type().is_symlink() && !force => {
-                return Err(format!("{} exists and is not a cni-wasm link; rerun with --force to replace it", link.display()));
+                return Err(format!(
+                    "{} exists and is not a cni-wasm link; rerun with --force to replace it",
+                    link.display()
+                ));
             }
             _ => {}
         }
@@ -123,7 +126,8 @@ fn copy_atomically(from: &Path, to: &Path) -> Result<(), String> {
         to.file_name().and_then(|n| n.to_str()).unwrap_or("cni-wasm"),
         std::process::id()
     ));
-    std::fs::copy(from, &temporary).map_err(|e| format!("copying {} to {}: {e}", from.display(), temporary.display()))?;
+    std::fs::copy(from, &temporary)
+        .map_err(|e| format!("copying {} to {}: {e}", from.display(), temporary.display()))?;
     std::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
     std::fs::rename(&temporary, to).map_err(|e| format!("installing {}: {e}", to.display()))
 }

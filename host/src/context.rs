@@ -96,7 +96,11 @@ pub struct HostState {
 impl HostState {
     pub fn new(process: Rc<Process>, call: Rc<Call>, grants: Grants) -> Self {
         let limits = Self::limits_for(&grants);
-        let journal = if call.env.command == crate::protocol::env::Command::Add { Journal::recording() } else { Journal::default() };
+        let journal = if call.env.command == crate::protocol::env::Command::Add {
+            Journal::recording()
+        } else {
+            Journal::default()
+        };
         HostState {
             process,
             call,

@@ -16,7 +16,13 @@ use crate::protocol::env::Command;
 use crate::protocol::error::{CniError, code};
 use crate::protocol::result::CniResult;
 
-pub fn run(process: &Rc<Process>, parent: &Call, plugin_type: &str, command: Command, stdin: Vec<u8>) -> Result<Option<CniResult>, CniError> {
+pub fn run(
+    process: &Rc<Process>,
+    parent: &Call,
+    plugin_type: &str,
+    command: Command,
+    stdin: Vec<u8>,
+) -> Result<Option<CniResult>, CniError> {
     if plugin_type.is_empty() || plugin_type.contains('/') || plugin_type.contains('\\') {
         return Err(CniError::internal(format!("{}: invalid delegate plugin type {plugin_type:?}", parent.plugin)));
     }
@@ -34,23 +40,33 @@ pub fn run(process: &Rc<Process>, parent: &Call, plugin_type: &str, command: Com
 }
 
 /// Executes `<dir>/<type>` from CNI_PATH (first match wins).
-fn exec(process: &Rc<Process>, parent: &Call, plugin_type: &str, command: Command, stdin: &[u8]) -> Result<Option<CniResult>, CniError> {
-    let program = parent
-        .env
-        .path
-        .iter()
-        .map(|dir| dir.join(plugin_type))
-        .find(|path| path.is_file())
-        .ok_or_else(|| {
+fn exec(
+    process: &Rc<Process>,
+    parent: &Call,
+    plugin_type: &str,
+    command: Command,
+    stdin: &[u8],
+) -> Result<Option<CniResult>, CniError> {
+    let program =
+        parent.env.path.iter().map(|dir| dir.join(plugin_type)).find(|path| path.is_file()).ok_or_else(|| {
             let path = parent.env.path.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":");
             CniError::internal(format!("failed to find plugin {plugin_type:?} in path [{path}]"))
         })?;
-    let output = cni_wasm_capabilities::process::run(&program, &[], &[("CNI_COMMAND", command.as_str())], stdin, process.deadline())
-        .map_err(|e| CniError::internal(format!("{}: delegate {plugin_type}: {}", parent.plugin, e.message)))?;
+    let output = cni_wasm_capabilities::process::run(
+        &program,
+        &[],
+        &[("CNI_COMMAND", command.as_str())],
+        stdin,
+        process.deadline(),
+    )
+    .map_err(|e| CniError::internal(format!("{}: delegate {plugin_type}: {}", parent.plugin, e.message)))?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
         return Err(parse_error(&stdout).unwrap_or_else(|| {
-            CniError::internal(format!("delegate {plugin_type} failed ({}) with no error message on stdout", output.status))
+            CniError::internal(format!(
+                "delegate {plugin_type} failed ({}) with no error message on stdout",
+                output.status
+            ))
         }));
     }
     if command != Command::Add {

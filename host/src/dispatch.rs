@@ -32,7 +32,13 @@ pub enum Response {
     Done,
 }
 
-pub fn invoke(process: &Rc<Process>, plugin: &str, env: Environment, config: RequestConfig, depth: u32) -> Result<Response, CniError> {
+pub fn invoke(
+    process: &Rc<Process>,
+    plugin: &str,
+    env: Environment,
+    config: RequestConfig,
+    depth: u32,
+) -> Result<Response, CniError> {
     if depth > MAX_DEPTH {
         return Err(CniError::internal(format!("{plugin}: delegation nested deeper than {MAX_DEPTH} levels")));
     }
@@ -69,7 +75,10 @@ pub fn invoke(process: &Rc<Process>, plugin: &str, env: Environment, config: Req
     if let Some(minimum) = minimum
         && !config_version.at_least(minimum)
     {
-        return Err(CniError::new(code::INCOMPATIBLE_VERSION, format!("config version does not allow {}", command.as_str())));
+        return Err(CniError::new(
+            code::INCOMPATIBLE_VERSION,
+            format!("config version does not allow {}", command.as_str()),
+        ));
     }
 
     let grants = Grants::new(plugin, loaded.third_party, &manifest, &process.policy, config);
@@ -97,7 +106,9 @@ pub fn invoke(process: &Rc<Process>, plugin: &str, env: Environment, config: Req
                     let failure = match outcome {
                         Ok(Ok(result)) => match result_from_wit(result) {
                             Ok(result) => return Ok(Response::Added(result)),
-                            Err(e) => CniError::internal(format!("{plugin}: the plugin returned an invalid result: {e}")),
+                            Err(e) => {
+                                CniError::internal(format!("{plugin}: the plugin returned an invalid result: {e}"))
+                            }
                         },
                         Ok(Err(error)) => cni_error(error),
                         Err(trap) => trapped(plugin, "ADD", &trap, &store),
@@ -145,7 +156,12 @@ fn prev_result(config: &RequestConfig) -> Result<Option<CniResult>, CniError> {
         .transpose()
 }
 
-fn finish(plugin: &str, verb: &str, outcome: wasmtime::Result<Result<(), cni::Error>>, store: &Store<HostState>) -> Result<Response, CniError> {
+fn finish(
+    plugin: &str,
+    verb: &str,
+    outcome: wasmtime::Result<Result<(), cni::Error>>,
+    store: &Store<HostState>,
+) -> Result<Response, CniError> {
     match outcome {
         Ok(Ok(())) => Ok(Response::Done),
         Ok(Err(error)) => Err(cni_error(error)),
@@ -163,7 +179,10 @@ fn trapped(plugin: &str, verb: &str, trap: &wasmtime::Error, store: &Store<HostS
     match trap.downcast_ref::<wasmtime::Trap>() {
         Some(wasmtime::Trap::Interrupt) => CniError::new(
             code::TRY_AGAIN_LATER,
-            format!("{plugin}: {verb} did not finish within its deadline of {} ms and was stopped", grants.timeout.as_millis()),
+            format!(
+                "{plugin}: {verb} did not finish within its deadline of {} ms and was stopped",
+                grants.timeout.as_millis()
+            ),
         ),
         _ if format!("{trap:#}").contains("memory") => CniError::internal(format!(
             "{plugin}: {verb} was stopped: it exceeded its memory cap of {} MiB ({trap:#})",
@@ -193,18 +212,15 @@ fn rollback(process: &Rc<Process>, store: &mut Store<HostState>) {
             continue;
         }
         let outcome = match &entry {
-            Entry::LinkCreated { ns, name } => state
-                .namespace(*ns)
-                .ok()
-                .map(|ns| cni_wasm_capabilities::links::delete(&ns, name)),
-            Entry::AddressAdded { ns, link, address } => state
-                .namespace(*ns)
-                .ok()
-                .map(|ns| cni_wasm_capabilities::addresses::delete(&ns, link, *address)),
-            Entry::RouteAdded { ns, route } => state
-                .namespace(*ns)
-                .ok()
-                .map(|ns| cni_wasm_capabilities::routes::delete(&ns, route)),
+            Entry::LinkCreated { ns, name } => {
+                state.namespace(*ns).ok().map(|ns| cni_wasm_capabilities::links::delete(&ns, name))
+            }
+            Entry::AddressAdded { ns, link, address } => {
+                state.namespace(*ns).ok().map(|ns| cni_wasm_capabilities::addresses::delete(&ns, link, *address))
+            }
+            Entry::RouteAdded { ns, route } => {
+                state.namespace(*ns).ok().map(|ns| cni_wasm_capabilities::routes::delete(&ns, route))
+            }
             Entry::StateFileCreated { path } => state.state_dir.as_ref().map(|dir| dir.remove(path).map(drop)),
             Entry::DelegateAdded { plugin_type, stdin } => {
                 let outcome = crate::delegate::run(process, &state.call, plugin_type, Command::Del, stdin.clone());
@@ -233,5 +249,8 @@ pub fn describe(process: &Rc<Process>, plugin: &str) -> Result<cni::Manifest, Cn
         .runtime
         .instantiate(&loaded.component, state)
         .map_err(|e| CniError::internal(format!("{plugin}: instantiating the plugin: {e:#}")))?;
-    bindings.cni_wasm_plugin_plugin().call_describe(&mut store).map_err(|trap| trapped(plugin, "describe", &trap, &store))
+    bindings
+        .cni_wasm_plugin_plugin()
+        .call_describe(&mut store)
+        .map_err(|trap| trapped(plugin, "describe", &trap, &store))
 }

@@ -43,7 +43,11 @@ pub fn main(plugin: &str, invoked_from: Option<PathBuf>) -> ExitCode {
     }
 }
 
-fn run(plugin: &str, invoked_from: Option<PathBuf>, config_version: &mut Option<String>) -> Result<Option<String>, CniError> {
+fn run(
+    plugin: &str,
+    invoked_from: Option<PathBuf>,
+    config_version: &mut Option<String>,
+) -> Result<Option<String>, CniError> {
     let runtime = Runtime::new().map_err(|e| CniError::internal(format!("starting wasmtime: {e:#}")))?;
     crate::timing::mark("engine and linker");
     let policy = PolicyFile::load().map_err(CniError::internal)?;
@@ -109,7 +113,9 @@ fn check_not_own_netns(env: &Environment, process: &Process) -> Result<(), CniEr
     }
     let Ok(target) = Netns::open(path) else { return Ok(()) };
     match target.same_as(&process.host_ns) {
-        Ok(true) => Err(CniError::new(code::INVALID_NETNS, "plugin's netns and netns from CNI_NETNS should not be the same")),
+        Ok(true) => {
+            Err(CniError::new(code::INVALID_NETNS, "plugin's netns and netns from CNI_NETNS should not be the same"))
+        }
         _ => Ok(()),
     }
 }

@@ -63,7 +63,9 @@ impl PolicyFile {
     pub fn load() -> Result<PolicyFile, String> {
         let path = std::env::var_os("CNI_WASM_POLICY").map(PathBuf::from).unwrap_or_else(|| DEFAULT_POLICY_PATH.into());
         match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| format!("invalid policy file {}: {e}", path.display())),
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes).map_err(|e| format!("invalid policy file {}: {e}", path.display()))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(PolicyFile::default()),
             Err(e) => Err(format!("reading policy file {}: {e}", path.display())),
         }
@@ -149,7 +151,13 @@ impl Grants {
         }
     }
 
-    pub fn new(plugin: &str, third_party: bool, manifest: &Manifest, policy: &PolicyFile, config: &RequestConfig) -> Self {
+    pub fn new(
+        plugin: &str,
+        third_party: bool,
+        manifest: &Manifest,
+        policy: &PolicyFile,
+        config: &RequestConfig,
+    ) -> Self {
         let entry = policy.plugins.get(plugin);
         // Third-party plugins without an entry get an empty one: no grants.
         let empty = PluginPolicy { capabilities: Some(Vec::new()), ..PluginPolicy::default() };
@@ -186,7 +194,8 @@ impl Grants {
             (None, _) => None,
             (Some(_), true) => entry.and_then(|e| e.state_dir.clone()),
             (Some(location), false) => {
-                let configured = location.config_key.as_deref().and_then(|key| config.string(key)).filter(|s| !s.is_empty());
+                let configured =
+                    location.config_key.as_deref().and_then(|key| config.string(key)).filter(|s| !s.is_empty());
                 Some(PathBuf::from(configured.unwrap_or(&location.default_dir)))
             }
         };
@@ -202,7 +211,11 @@ impl Grants {
             readable_files,
             nft_tables: allowed(&manifest.nft_tables, entry.and_then(|e| e.nft_tables.as_ref())),
             iptables_chains: allowed(&manifest.iptables_chains, entry.and_then(|e| e.iptables_chains.as_ref())),
-            config_chains: mentioned.iter().filter(|s| !s.is_empty() && s.len() <= MAX_CHAIN_NAME).map(|s| s.to_string()).collect(),
+            config_chains: mentioned
+                .iter()
+                .filter(|s| !s.is_empty() && s.len() <= MAX_CHAIN_NAME)
+                .map(|s| s.to_string())
+                .collect(),
             state_root,
             conntrack_ports: config.mapped_host_ports(),
             conntrack_addresses: config.result_addresses(),

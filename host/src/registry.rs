@@ -73,7 +73,11 @@ impl Registry {
         if name.is_empty() || name.contains('/') || name.starts_with('.') {
             return None;
         }
-        self.search.iter().map(|dir| dir.join(format!("{name}.wasm"))).find(|path| path.is_file()).map(Source::ThirdParty)
+        self.search
+            .iter()
+            .map(|dir| dir.join(format!("{name}.wasm")))
+            .find(|path| path.is_file())
+            .map(Source::ThirdParty)
     }
 
     pub fn load(&self, runtime: &Runtime, name: &str, deadline: Instant) -> Result<Loaded, CniError> {
@@ -94,8 +98,9 @@ impl Registry {
                 // page-aligned, read-only and alive for the whole process, so
                 // wasmtime can use it in place (it only ever makes the code
                 // pages executable, never writable).
-                let component = unsafe { Component::deserialize_raw(runtime.engine(), std::ptr::NonNull::from(artifact)) }
-                    .map_err(|e| CniError::internal(format!("loading built-in plugin {name}: {e:#}")))?;
+                let component =
+                    unsafe { Component::deserialize_raw(runtime.engine(), std::ptr::NonNull::from(artifact)) }
+                        .map_err(|e| CniError::internal(format!("loading built-in plugin {name}: {e:#}")))?;
                 Ok(Loaded { component, third_party: false })
             }
             Some(Source::ThirdParty(path)) => {

@@ -47,7 +47,11 @@ impl Runtime {
         });
     }
 
-    pub fn instantiate(&self, component: &Component, state: HostState) -> wasmtime::Result<(Store<HostState>, CniPlugin)> {
+    pub fn instantiate(
+        &self,
+        component: &Component,
+        state: HostState,
+    ) -> wasmtime::Result<(Store<HostState>, CniPlugin)> {
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
         store.set_epoch_deadline(1);
@@ -115,9 +119,16 @@ fn add_interface(linker: &mut Linker<HostState>, interface: &str) -> wasmtime::R
 /// never prints. Plugins get no WASI: every `wasi:*` import is a function
 /// that traps, except `wasi:random/insecure-seed`, which std's HashMap needs
 /// for its hash keys.
-fn stub(instance: &mut LinkerInstance<'_, HostState>, parent: &str, name: &str, item: &ComponentItem) -> wasmtime::Result<()> {
+fn stub(
+    instance: &mut LinkerInstance<'_, HostState>,
+    parent: &str,
+    name: &str,
+    item: &ComponentItem,
+) -> wasmtime::Result<()> {
     match item {
-        ComponentItem::ComponentFunc(_) if parent.starts_with("wasi:random/insecure-seed@") && name == "insecure-seed" => {
+        ComponentItem::ComponentFunc(_)
+            if parent.starts_with("wasi:random/insecure-seed@") && name == "insecure-seed" =>
+        {
             instance.func_wrap("insecure-seed", |_, (): ()| Ok((insecure_seed(),)))?;
         }
         ComponentItem::ComponentFunc(_) => {

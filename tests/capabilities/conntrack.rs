@@ -106,10 +106,7 @@ fn delete_by_reply_source_matches_a_container_address() {
     assert_eq!(conntrack::delete(&ns, &to_container).unwrap(), 2, "both protocols, matched by who answers");
     assert_eq!(
         listed(&a),
-        [
-            "udp 10.0.0.1:40003 -> 192.0.2.1:9053",
-            "udp 10.0.0.1:40004 -> 10.88.0.5:53",
-        ],
+        ["udp 10.0.0.1:40003 -> 192.0.2.1:9053", "udp 10.0.0.1:40004 -> 10.88.0.5:53",],
         "another container's flow stays, and so does a flow merely addressed to the container's address"
     );
 }
@@ -236,10 +233,27 @@ fn insert_with(
 ) {
     let ports = [client.1, server.1, answerer.1].map(|p| p.to_string());
     let mut args = vec![
-        "-I", "-p", protocol, "-t", "300",
-        "-s", client.0, "-d", server.0, "--sport", &ports[0], "--dport", &ports[1],
-        "--reply-src", answerer.0, "--reply-dst", client.0,
-        "--reply-port-src", &ports[2], "--reply-port-dst", &ports[0],
+        "-I",
+        "-p",
+        protocol,
+        "-t",
+        "300",
+        "-s",
+        client.0,
+        "-d",
+        server.0,
+        "--sport",
+        &ports[0],
+        "--dport",
+        &ports[1],
+        "--reply-src",
+        answerer.0,
+        "--reply-dst",
+        client.0,
+        "--reply-port-src",
+        &ports[2],
+        "--reply-port-dst",
+        &ports[0],
     ];
     if protocol == "tcp" {
         args.extend(["--state", "ESTABLISHED"]);
@@ -328,7 +342,10 @@ fn conntrack_works(test: &str) -> bool {
     match probe {
         Ok(()) => true,
         Err(reason) => {
-            cni_wasm_tests::skip(test, &format!("this kernel cannot track connections in a network namespace: {reason}"));
+            cni_wasm_tests::skip(
+                test,
+                &format!("this kernel cannot track connections in a network namespace: {reason}"),
+            );
             false
         }
     }

@@ -29,14 +29,27 @@ fn a_veth_pair_is_created_across_namespaces_in_one_call_and_no_thread_moves() {
     let (a, b) = (Netns::new("cap-veth-a"), Netns::new("cap-veth-b"));
     let before = thread_netns();
     let (ns_a, ns_b) = (open(&a), open(&b));
-    let (link, peer) = links::create_veth(&ns_a, "eth0", &LinkOptions { mtu: Some(1400), ..Default::default() }, &ns_b, "vethpeer", &LinkOptions::default()).unwrap();
+    let (link, peer) = links::create_veth(
+        &ns_a,
+        "eth0",
+        &LinkOptions { mtu: Some(1400), ..Default::default() },
+        &ns_b,
+        "vethpeer",
+        &LinkOptions::default(),
+    )
+    .unwrap();
     assert_eq!((link.name.as_str(), link.mtu, link.kind.as_deref()), ("eth0", 1400, Some("veth")));
     assert_eq!(peer.name, "vethpeer");
     assert_eq!(link_names(&a), ["lo", "eth0"]);
     assert_eq!(link_names(&b), ["lo", "vethpeer"]);
     assert_eq!(thread_netns(), before, "the calling thread never changes namespace");
 
-    links::set(&ns_a, "eth0", &LinkChange { up: Some(true), mac: Some(vec![0x02, 0, 0, 0, 0, 0x42]), ..Default::default() }).unwrap();
+    links::set(
+        &ns_a,
+        "eth0",
+        &LinkChange { up: Some(true), mac: Some(vec![0x02, 0, 0, 0, 0, 0x42]), ..Default::default() },
+    )
+    .unwrap();
     let eth0 = links::require(&ns_a, "eth0").unwrap();
     assert!(eth0.up);
     assert_eq!(links::format_mac(eth0.mac.as_deref().unwrap()), "02:00:00:00:00:42");

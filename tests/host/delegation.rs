@@ -51,7 +51,8 @@ fn a_third_party_wasm_ipam_runs_under_its_policy() {
     std::fs::write(&probe.policy, policy.to_string()).unwrap();
     let ns = Netns::new("deleg-wasm");
     // The config's dataDir is ignored for a third-party plugin: the policy decides.
-    let config = Probe::config(&["delegate"], json!({"ipam": {"type": "myipam", "dataDir": "/etc", "subnet": "10.62.0.0/24"}}));
+    let config =
+        Probe::config(&["delegate"], json!({"ipam": {"type": "myipam", "dataDir": "/etc", "subnet": "10.62.0.0/24"}}));
     let out = run(&probe.plugin, &probe.env("ADD", "c1", &ns.path()), &config);
     assert!(out.success, "{}{}", out.stdout, out.stderr);
     assert_eq!(out.json()["ips"][0]["address"], "10.62.0.2/24");
@@ -81,7 +82,8 @@ fn an_executable_delegate_gets_the_same_stdin_and_environment_and_the_first_matc
     recording_ipam(&dirs.join("second"), &log, "10.63.0.6/24");
     let ns = Netns::new("deleg-exec");
     let mut env = probe.env("ADD", "c1", &ns.path());
-    env.path = format!("{}:{}:{}", probe.install.dir.display(), dirs.join("first").display(), dirs.join("second").display());
+    env.path =
+        format!("{}:{}:{}", probe.install.dir.display(), dirs.join("first").display(), dirs.join("second").display());
     env.args = "IgnoreUnknown=1;K8S_POD_NAME=p".into();
     let config = Probe::config(&["delegate", "fail"], json!({"ipam": {"type": "recipam"}}));
     let out = run(&probe.plugin, &env, &config);
@@ -95,7 +97,11 @@ fn an_executable_delegate_gets_the_same_stdin_and_environment_and_the_first_matc
     assert_eq!(add_stdin.trim_end(), config, "byte-identical stdin");
     assert_eq!(del_stdin.trim_end(), config);
     assert!(add_env.contains("CNI_COMMAND=ADD") && del_env.contains("CNI_COMMAND=DEL"));
-    assert_eq!(add_env.replace("CNI_COMMAND=ADD", ""), del_env.replace("CNI_COMMAND=DEL", ""), "only CNI_COMMAND differs");
+    assert_eq!(
+        add_env.replace("CNI_COMMAND=ADD", ""),
+        del_env.replace("CNI_COMMAND=DEL", ""),
+        "only CNI_COMMAND differs"
+    );
     assert!(add_env.contains("CNI_ARGS=IgnoreUnknown=1;K8S_POD_NAME=p"), "{add_env}");
     assert!(add_env.contains("CNI_CONTAINERID=c1"));
 
@@ -108,9 +114,16 @@ fn an_executable_delegate_gets_the_same_stdin_and_environment_and_the_first_matc
 fn a_missing_delegate_is_an_error_naming_the_path() {
     let probe = probe("deleg-missing");
     let ns = Netns::new("deleg-missing");
-    let out = run(&probe.plugin, &probe.env("ADD", "c1", &ns.path()), &Probe::config(&["delegate"], json!({"ipam": {"type": "nonesuch"}})));
+    let out = run(
+        &probe.plugin,
+        &probe.env("ADD", "c1", &ns.path()),
+        &Probe::config(&["delegate"], json!({"ipam": {"type": "nonesuch"}})),
+    );
     let msg = out.json()["msg"].as_str().unwrap().to_string();
-    assert!(msg.contains("failed to find plugin \"nonesuch\"") && msg.contains(&probe.install.dir.display().to_string()), "{msg}");
+    assert!(
+        msg.contains("failed to find plugin \"nonesuch\"") && msg.contains(&probe.install.dir.display().to_string()),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -118,7 +131,11 @@ fn a_delegate_error_reaches_the_runtime_unchanged() {
     let probe = probe("deleg-error");
     let ns = Netns::new("deleg-error");
     // host-local with an invalid range: its error passes through.
-    let out = run(&probe.plugin, &probe.env("ADD", "c1", &ns.path()), &Probe::config(&["delegate"], json!({"ipam": {"type": "host-local", "subnet": "10.64.0.5/24"}})));
+    let out = run(
+        &probe.plugin,
+        &probe.env("ADD", "c1", &ns.path()),
+        &Probe::config(&["delegate"], json!({"ipam": {"type": "host-local", "subnet": "10.64.0.5/24"}})),
+    );
     let error: Value = out.json();
     assert_eq!(error["code"], 999);
     assert!(error["msg"].as_str().unwrap().contains("host bits"), "{error}");

@@ -13,7 +13,8 @@ const EVERYTHING: &[&str] = &["links", "addresses", "routes", "sysctl", "delegat
 fn a_third_party_plugin_without_a_policy_entry_gets_nothing() {
     let probe = Probe::new("grant-none", json!({}));
     let ns = Netns::new("grant-none");
-    let out = run(&probe.plugin, &probe.env("ADD", "c1", &ns.path()), &Probe::config(&["create-container-veth"], json!({})));
+    let out =
+        run(&probe.plugin, &probe.env("ADD", "c1", &ns.path()), &Probe::config(&["create-container-veth"], json!({})));
     assert!(!out.success);
     let msg = out.json()["msg"].as_str().unwrap().to_string();
     assert!(msg.contains("not granted the \"links\" capability") && msg.contains("policy.json"), "{msg}");
@@ -48,7 +49,10 @@ fn host_links_the_request_does_not_name_are_out_of_reach() {
     assert_eq!(mtu, 1500, "the bystander link is unchanged");
 
     // Named in the request, the same link may be changed.
-    let named = Probe::config(&["change-host-link"], json!({"probe": {"steps": ["change-host-link"], "hostLink": "bystander0"}}));
+    let named = Probe::config(
+        &["change-host-link"],
+        json!({"probe": {"steps": ["change-host-link"], "hostLink": "bystander0"}}),
+    );
     assert!(run(&probe.plugin, &env, &named).success);
     assert_eq!(host.ip_json(&["link", "show", "bystander0"])[0]["mtu"], 1280);
 }
@@ -69,12 +73,17 @@ fn the_policy_can_narrow_a_built_in_plugin() {
     cni_wasm_tests::require_root();
     let install = Installation::new("grant-builtin");
     let policy = TempDir::new("grant-builtin");
-    std::fs::write(policy.join("policy.json"), json!({"plugins": {"host-local": {"capabilities": ["files"]}}}).to_string()).unwrap();
+    std::fs::write(
+        policy.join("policy.json"),
+        json!({"plugins": {"host-local": {"capabilities": ["files"]}}}).to_string(),
+    )
+    .unwrap();
     let store = TempDir::new("grant-builtin-store");
     let ns = Netns::new("grant-builtin");
     let conf = json!({"cniVersion": "1.0.0", "name": "narrow", "type": "bridge",
                       "ipam": {"type": "host-local", "dataDir": store.display(), "subnet": "10.60.0.0/24"}});
-    let env = Env::new("ADD", "c1", &ns.path(), "eth0", &install.dir).var("CNI_WASM_POLICY", policy.join("policy.json").display().to_string());
+    let env = Env::new("ADD", "c1", &ns.path(), "eth0", &install.dir)
+        .var("CNI_WASM_POLICY", policy.join("policy.json").display().to_string());
     let out = run(&install.plugin("host-local"), &env, &conf.to_string());
     assert!(out.json()["msg"].as_str().unwrap().contains("not granted the \"state\" capability"), "{}", out.stdout);
     assert!(!store.join("narrow").exists(), "nothing was written");
@@ -87,7 +96,8 @@ fn an_invalid_policy_file_is_a_clear_error() {
     let policy = TempDir::new("grant-bad-policy");
     std::fs::write(policy.join("policy.json"), "{not json").unwrap();
     let ns = Netns::new("grant-bad-policy");
-    let env = Env::new("ADD", "c1", &ns.path(), "lo", &install.dir).var("CNI_WASM_POLICY", policy.join("policy.json").display().to_string());
+    let env = Env::new("ADD", "c1", &ns.path(), "lo", &install.dir)
+        .var("CNI_WASM_POLICY", policy.join("policy.json").display().to_string());
     let out = run(&install.plugin("loopback"), &env, r#"{"cniVersion":"1.0.0","name":"n","type":"loopback"}"#);
     assert!(out.json()["msg"].as_str().unwrap().contains("invalid policy file"), "{}", out.stdout);
 }

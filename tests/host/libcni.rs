@@ -26,7 +26,6 @@ fn normalized(result: &Value, ns: &Netns) -> Value {
     serde_json::from_str(&result.to_string().replace(&ns.path(), "NETNS")).unwrap()
 }
 
-
 fn loopback_list(version: &str) -> String {
     json!({"cniVersion": version, "name": "lo-net", "plugins": [{"type": "loopback"}]}).to_string()
 }

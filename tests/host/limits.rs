@@ -21,7 +21,11 @@ fn a_plugin_past_its_deadline_is_stopped_and_its_add_undone() {
     let probe = probe("limit-deadline", json!({"timeoutMs": 400}));
     let ns = Netns::new("limit-deadline");
     let start = Instant::now();
-    let out = run(&probe.plugin, &probe.env("ADD", "c1", &ns.path()), &Probe::config(&["create-container-veth", "spin"], json!({})));
+    let out = run(
+        &probe.plugin,
+        &probe.env("ADD", "c1", &ns.path()),
+        &Probe::config(&["create-container-veth", "spin"], json!({})),
+    );
     assert!(start.elapsed() < Duration::from_secs(10), "took {:?}", start.elapsed());
     assert_eq!(out.code(), 11, "{}", out.stdout);
     assert!(out.json()["msg"].as_str().unwrap().contains("deadline of 400 ms"), "{}", out.stdout);
@@ -41,7 +45,11 @@ fn a_plugin_over_its_memory_cap_is_stopped() {
 fn a_panicking_plugin_is_reported_with_its_message() {
     let probe = probe("limit-panic", json!({}));
     let ns = Netns::new("limit-panic");
-    let out = run(&probe.plugin, &probe.env("ADD", "c1", &ns.path()), &Probe::config(&["create-container-veth", "panic"], json!({})));
+    let out = run(
+        &probe.plugin,
+        &probe.env("ADD", "c1", &ns.path()),
+        &Probe::config(&["create-container-veth", "panic"], json!({})),
+    );
     assert_eq!(out.code(), 999);
     assert!(out.json()["msg"].as_str().unwrap().contains("crashed"), "{}", out.stdout);
     assert!(out.stderr.contains("plugin panicked: probe: panicking as asked"), "{}", out.stderr);
@@ -60,7 +68,11 @@ fn an_add_that_fails_leaves_nothing_in_either_namespace() {
     assert_eq!(link_names(&host), ["lo"]);
     assert_eq!(link_names(&container), ["lo"]);
 
-    let out = run(&probe.plugin, &env, &Probe::config(&["create-container-veth", "add-container-address", "fail"], json!({})));
+    let out = run(
+        &probe.plugin,
+        &env,
+        &Probe::config(&["create-container-veth", "add-container-address", "fail"], json!({})),
+    );
     assert!(!out.success);
     assert_eq!(link_names(&container), ["lo"]);
 }

@@ -65,8 +65,17 @@ fn missing_variables_are_named_together_in_one_code_4_error() {
 #[test]
 fn bad_container_ids_and_interface_names_are_code_4() {
     let (install, ns) = setup();
-    for (id, ifname) in [("-abc", "eth0"), ("a/b", "eth0"), ("a b", "eth0"), ("c", "0123456789abcdef"), ("c", "."),
-                         ("c", ".."), ("c", "a/b"), ("c", "a:b"), ("c", "a b")] {
+    for (id, ifname) in [
+        ("-abc", "eth0"),
+        ("a/b", "eth0"),
+        ("a b", "eth0"),
+        ("c", "0123456789abcdef"),
+        ("c", "."),
+        ("c", ".."),
+        ("c", "a/b"),
+        ("c", "a:b"),
+        ("c", "a b"),
+    ] {
         let e = Env { container_id: id.into(), ifname: ifname.into(), ..env(&install, "ADD", &ns) };
         let out = run(&install.plugin("loopback"), &e, &loopback_config("1.0.0"));
         assert_eq!(out.code(), 4, "{id:?} {ifname:?}: {}", out.stdout);
@@ -140,7 +149,10 @@ fn a_missing_netns_is_a_clean_error() {
     assert!(!out.success);
     let error = out.json();
     assert!(error["msg"].as_str().unwrap().contains("does-not-exist"), "{error}");
-    assert!(out.stdout.trim_end().ends_with('}') && out.stdout.matches("\"code\"").count() == 1, "exactly one JSON object");
+    assert!(
+        out.stdout.trim_end().ends_with('}') && out.stdout.matches("\"code\"").count() == 1,
+        "exactly one JSON object"
+    );
 }
 
 #[test]

@@ -27,10 +27,8 @@ fn conflist(plugin: Value) -> Value {
 
 /// Everything a bridge ADD or DEL may touch in the host namespace.
 fn host_state(side: &Side) -> Value {
-    let sysctls: Vec<String> = ["net/ipv4/ip_forward", "net/ipv6/conf/all/forwarding"]
-        .iter()
-        .map(|k| kernel::sysctl(&side.host, k))
-        .collect();
+    let sysctls: Vec<String> =
+        ["net/ipv4/ip_forward", "net/ipv6/conf/all/forwarding"].iter().map(|k| kernel::sysctl(&side.host, k)).collect();
     json!({
         "kernel": kernel::state(&side.host),
         "nat4": iptables_save(&side.host, false, "nat"),
@@ -52,19 +50,35 @@ fn same_as_the_reference(tag: &str, plugin: Value, args: &str) {
     let (ours, theirs) = (Side::ours(&format!("{tag}-o")), Side::reference(&format!("{tag}-r")));
     let conflist = conflist(plugin.clone());
     let runtime_args: Vec<String> = if args.is_empty() { vec![] } else { vec!["--args".into(), args.into()] };
-    let containers: Vec<(Netns, Netns)> = (0..2).map(|i| (Netns::new(&format!("{tag}-o{i}")), Netns::new(&format!("{tag}-r{i}")))).collect();
+    let containers: Vec<(Netns, Netns)> =
+        (0..2).map(|i| (Netns::new(&format!("{tag}-o{i}")), Netns::new(&format!("{tag}-r{i}")))).collect();
     for (i, (our_ct, their_ct)) in containers.iter().enumerate() {
         let id = format!("c{i}");
         let attach = |side: &Side, ct: &Netns| {
-            let mut a = vec!["--container-id".to_string(), id.clone(), "--netns".into(), ct.path(), "--ifname".into(), "eth0".into()];
+            let mut a = vec![
+                "--container-id".to_string(),
+                id.clone(),
+                "--netns".into(),
+                ct.path(),
+                "--ifname".into(),
+                "eth0".into(),
+            ];
             a.extend(runtime_args.iter().cloned());
             side.runtime.invoke("add", &side.conflist(&conflist), &a).into_result()
         };
         let our_result: Value = serde_json::from_str(&attach(&ours, our_ct).unwrap()).unwrap();
         let their_result: Value = serde_json::from_str(&attach(&theirs, their_ct).unwrap()).unwrap();
-        assert_same(&normalize_result(&our_result), &normalize_result(&their_result), &format!("{tag}: result of ADD {id} with {plugin}"));
+        assert_same(
+            &normalize_result(&our_result),
+            &normalize_result(&their_result),
+            &format!("{tag}: result of ADD {id} with {plugin}"),
+        );
         assert_converges(|| host_state(&ours), || host_state(&theirs), &format!("{tag}: host after ADD {id}"));
-        assert_converges(|| container_state(our_ct), || container_state(their_ct), &format!("{tag}: container after ADD {id}"));
+        assert_converges(
+            || container_state(our_ct),
+            || container_state(their_ct),
+            &format!("{tag}: container after ADD {id}"),
+        );
         ours.check(&conflist, &id, our_ct, &[]).unwrap_or_else(|e| panic!("{tag}: CHECK {id}: {e}"));
     }
     for (i, (our_ct, their_ct)) in containers.iter().enumerate() {
@@ -72,7 +86,11 @@ fn same_as_the_reference(tag: &str, plugin: Value, args: &str) {
         ours.del(&conflist, &id, our_ct, &[]).unwrap();
         theirs.del(&conflist, &id, their_ct, &[]).unwrap();
         assert_converges(|| host_state(&ours), || host_state(&theirs), &format!("{tag}: host after DEL {id}"));
-        assert_converges(|| kernel::state(our_ct), || kernel::state(their_ct), &format!("{tag}: container after DEL {id}"));
+        assert_converges(
+            || kernel::state(our_ct),
+            || kernel::state(their_ct),
+            &format!("{tag}: container after DEL {id}"),
+        );
     }
 }
 
@@ -149,7 +167,16 @@ fn a_reused_address_is_reachable_at_once() {
     let keeper = Netns::new("br-reuse-k");
     ours.add(&conflist, "keeper", &keeper, &[]).unwrap();
     let add_with_ip = |id: &str, ct: &Netns| {
-        let args = ["--container-id", id, "--netns", &ct.path(), "--ifname", "eth0", "--args", "IgnoreUnknown=1;IP=10.89.0.50"];
+        let args = [
+            "--container-id",
+            id,
+            "--netns",
+            &ct.path(),
+            "--ifname",
+            "eth0",
+            "--args",
+            "IgnoreUnknown=1;IP=10.89.0.50",
+        ];
         let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         ours.runtime.invoke("add", &ours.conflist(&conflist), &args).into_result().unwrap();
     };
@@ -180,7 +207,10 @@ fn vlan_filtering_supported() -> Result<(), String> {
 #[test]
 fn vlan_and_vlan_trunk_tag_the_port() {
     if let Err(why) = vlan_filtering_supported() {
-        cni_wasm_tests::skip("vlan_and_vlan_trunk_tag_the_port", &format!("this kernel has no bridge VLAN filtering ({why})"));
+        cni_wasm_tests::skip(
+            "vlan_and_vlan_trunk_tag_the_port",
+            &format!("this kernel has no bridge VLAN filtering ({why})"),
+        );
         return;
     }
     let ours = Side::ours("br-vlan");
@@ -226,7 +256,9 @@ fn del_succeeds_twice_for_unknown_containers_and_after_the_netns_is_gone() {
     }
     let nat = iptables_save(&ours.host, false, "nat");
     assert!(!nat.contains("CNI-"), "masquerade rules removed:\n{nat}");
-    let reserved: Vec<_> = std::fs::read_dir(ours.store_dir().join("podman")).unwrap().flatten()
+    let reserved: Vec<_> = std::fs::read_dir(ours.store_dir().join("podman"))
+        .unwrap()
+        .flatten()
         .map(|e| e.file_name().to_string_lossy().to_string())
         .filter(|n| n.starts_with("10."))
         .collect();
@@ -242,8 +274,20 @@ fn gc_removes_masquerading_and_reservations_of_attachments_not_listed() {
     let ours = Side::ours("br-gc");
     let conflist = conflist(bridge(json!({"isGateway": true, "ipMasq": true})));
     let (stale, live) = (Netns::new("br-gc-s"), Netns::new("br-gc-l"));
-    let stale_ip = ours.add(&conflist, "stale", &stale, &[]).unwrap()["ips"][0]["address"].as_str().unwrap().split('/').next().unwrap().to_string();
-    let live_ip = ours.add(&conflist, "live", &live, &[]).unwrap()["ips"][0]["address"].as_str().unwrap().split('/').next().unwrap().to_string();
+    let stale_ip = ours.add(&conflist, "stale", &stale, &[]).unwrap()["ips"][0]["address"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let live_ip = ours.add(&conflist, "live", &live, &[]).unwrap()["ips"][0]["address"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
     let install = Installation::new("br-gc-direct");
     let mut config = conflist["plugins"][0].clone();
     config["cniVersion"] = json!("1.1.0");

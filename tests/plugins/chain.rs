@@ -76,7 +76,9 @@ fn concurrent_adds_and_dels_leave_nothing(backend: Option<&str>) {
     let ours = Side::ours("ch-conc");
     let conflist = chain(backend);
     let containers: Vec<Netns> = (0..N).map(|i| Netns::new(&format!("ch-conc{i}"))).collect();
-    let caps = |i: usize| [("portMappings", port_mappings(&[(8000 + i as u16, 80, "tcp", None), (9000 + i as u16, 53, "udp", None)]))];
+    let caps = |i: usize| {
+        [("portMappings", port_mappings(&[(8000 + i as u16, 80, "tcp", None), (9000 + i as u16, 53, "udp", None)]))]
+    };
     let results: Vec<Result<Value, String>> = std::thread::scope(|s| {
         let handles: Vec<_> = containers
             .iter()
@@ -90,11 +92,17 @@ fn concurrent_adds_and_dels_leave_nothing(backend: Option<&str>) {
     });
     let addresses: Vec<String> = results
         .iter()
-        .map(|r| r.as_ref().unwrap_or_else(|e| panic!("{backend:?}: concurrent ADD failed: {e}"))["ips"][0]["address"].as_str().unwrap().to_string())
+        .map(|r| {
+            r.as_ref().unwrap_or_else(|e| panic!("{backend:?}: concurrent ADD failed: {e}"))["ips"][0]["address"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
     assert_eq!(addresses.iter().collect::<HashSet<_>>().len(), N, "{backend:?}: duplicate addresses: {addresses:?}");
     for (i, ct) in containers.iter().enumerate() {
-        ours.check(&conflist, &format!("c{i}"), ct, &caps(i)).unwrap_or_else(|e| panic!("{backend:?}: CHECK c{i}: {e}"));
+        ours.check(&conflist, &format!("c{i}"), ct, &caps(i))
+            .unwrap_or_else(|e| panic!("{backend:?}: CHECK c{i}: {e}"));
     }
     let dels: Vec<Result<(), String>> = std::thread::scope(|s| {
         let handles: Vec<_> = containers
@@ -116,11 +124,17 @@ fn concurrent_adds_and_dels_leave_nothing(backend: Option<&str>) {
     let rules = format!("{}\n{}", host_netfilter(&ours), kernel::nft_ruleset(&ours.host));
     for (i, address) in addresses.iter().enumerate() {
         let ip = address.split('/').next().unwrap();
-        assert!(!rules.contains(&format!("{ip} ")) && !rules.contains(&format!("{ip}/")) && !rules.contains(&format!("{ip}:")),
-            "{backend:?}: a rule for {ip} is left:\n{rules}");
+        assert!(
+            !rules.contains(&format!("{ip} "))
+                && !rules.contains(&format!("{ip}/"))
+                && !rules.contains(&format!("{ip}:")),
+            "{backend:?}: a rule for {ip} is left:\n{rules}"
+        );
         assert!(!rules.contains(&format!("\"c{i}\"")), "{backend:?}: a rule of c{i} is left:\n{rules}");
     }
-    let reserved: Vec<String> = std::fs::read_dir(ours.store_dir().join("podman")).unwrap().flatten()
+    let reserved: Vec<String> = std::fs::read_dir(ours.store_dir().join("podman"))
+        .unwrap()
+        .flatten()
         .map(|e| e.file_name().to_string_lossy().to_string())
         .filter(|n| n.starts_with("10."))
         .collect();
@@ -159,9 +173,16 @@ fn cni_wasm_deletes_what_the_reference_added() {
     // prevResult by running DEL with the same cache directory.
     let cache = theirs.runtime.cache_dir().to_path_buf();
     let args = vec![
-        "--container-id".to_string(), "old".into(), "--netns".into(), ct.path(), "--ifname".into(), "eth0".into(),
-        "--cache-dir".into(), cache.display().to_string(),
-        "--cap".into(), format!("portMappings={}", caps[0].1),
+        "--container-id".to_string(),
+        "old".into(),
+        "--netns".into(),
+        ct.path(),
+        "--ifname".into(),
+        "eth0".into(),
+        "--cache-dir".into(),
+        cache.display().to_string(),
+        "--cap".into(),
+        format!("portMappings={}", caps[0].1),
     ];
     let del = upgraded.invoke("del", &theirs.conflist(&conflist), &args);
     assert_eq!(del.code, 0, "cni-wasm DEL of a reference ADD: {}", del.stderr);

@@ -49,22 +49,40 @@ fn address(result: &Value, index: usize) -> String {
 fn same_as_the_reference(tag: &str, firewall_plugin: Value) {
     let (ours, theirs) = (Side::ours(&format!("{tag}-o")), Side::reference(&format!("{tag}-r")));
     let conflist = network("podman", "cni-podman0", "10.89.0.0/24", Some("fd89::/64"), firewall_plugin.clone());
-    let containers: Vec<(Netns, Netns)> = (0..2).map(|i| (Netns::new(&format!("{tag}-o{i}")), Netns::new(&format!("{tag}-r{i}")))).collect();
+    let containers: Vec<(Netns, Netns)> =
+        (0..2).map(|i| (Netns::new(&format!("{tag}-o{i}")), Netns::new(&format!("{tag}-r{i}")))).collect();
     for (i, (our_ct, their_ct)) in containers.iter().enumerate() {
         let id = format!("c{i}");
         let our_result = ours.add(&conflist, &id, our_ct, &[]).unwrap_or_else(|e| panic!("{tag}: our ADD {id}: {e}"));
-        let their_result = theirs.add(&conflist, &id, their_ct, &[]).unwrap_or_else(|e| panic!("{tag}: reference ADD {id}: {e}"));
-        assert_same(&normalize_result(&our_result), &normalize_result(&their_result), &format!("{tag}: result of ADD {id} with {firewall_plugin}"));
-        assert_same(&filter_tables(&ours.host), &filter_tables(&theirs.host), &format!("{tag}: iptables after ADD {id}"));
+        let their_result =
+            theirs.add(&conflist, &id, their_ct, &[]).unwrap_or_else(|e| panic!("{tag}: reference ADD {id}: {e}"));
+        assert_same(
+            &normalize_result(&our_result),
+            &normalize_result(&their_result),
+            &format!("{tag}: result of ADD {id} with {firewall_plugin}"),
+        );
+        assert_same(
+            &filter_tables(&ours.host),
+            &filter_tables(&theirs.host),
+            &format!("{tag}: iptables after ADD {id}"),
+        );
         ours.check(&conflist, &id, our_ct, &[]).unwrap_or_else(|e| panic!("{tag}: CHECK {id}: {e}"));
     }
     let rules = filter_tables(&ours.host).to_string();
-    assert!(rules.contains("-A CNI-FORWARD -s 10.89.0.2/32 -j ACCEPT") && rules.contains("-A CNI-FORWARD -s fd89::3/128 -j ACCEPT"), "{rules}");
+    assert!(
+        rules.contains("-A CNI-FORWARD -s 10.89.0.2/32 -j ACCEPT")
+            && rules.contains("-A CNI-FORWARD -s fd89::3/128 -j ACCEPT"),
+        "{rules}"
+    );
     for (i, (our_ct, their_ct)) in containers.iter().enumerate() {
         let id = format!("c{i}");
         ours.del(&conflist, &id, our_ct, &[]).unwrap_or_else(|e| panic!("{tag}: our DEL {id}: {e}"));
         theirs.del(&conflist, &id, their_ct, &[]).unwrap_or_else(|e| panic!("{tag}: reference DEL {id}: {e}"));
-        assert_same(&filter_tables(&ours.host), &filter_tables(&theirs.host), &format!("{tag}: iptables after DEL {id}"));
+        assert_same(
+            &filter_tables(&ours.host),
+            &filter_tables(&theirs.host),
+            &format!("{tag}: iptables after DEL {id}"),
+        );
     }
     let rules = filter_tables(&ours.host).to_string();
     assert!(!rules.contains("10.89.0.") && !rules.contains("fd89::"), "every address rule is gone: {rules}");
@@ -84,7 +102,10 @@ fn the_same_bridge_policy_matches_the_reference() {
 /// the plugin owns it.
 #[test]
 fn a_configured_admin_chain_and_backend_match_the_reference() {
-    same_as_the_reference("fw-admin", firewall(json!({"backend": "iptables", "iptablesAdminChainName": "CNI-ADMIN-OVERRIDES-OF-PODS"})));
+    same_as_the_reference(
+        "fw-admin",
+        firewall(json!({"backend": "iptables", "iptablesAdminChainName": "CNI-ADMIN-OVERRIDES-OF-PODS"})),
+    );
 }
 
 /// The podman chain's firewall, with ipMasq: the reference's results and
@@ -114,7 +135,8 @@ fn reachability(tag: &str, firewall_plugin: Value) -> (bool, bool) {
     let ours = Side::ours(tag);
     let net_a = network("fw-a", "fwbr-a", "10.61.1.0/24", None, firewall_plugin.clone());
     let net_b = network("fw-b", "fwbr-b", "10.61.2.0/24", None, firewall_plugin);
-    let (a1, a2, b1) = (Netns::new(&format!("{tag}-a1")), Netns::new(&format!("{tag}-a2")), Netns::new(&format!("{tag}-b1")));
+    let (a1, a2, b1) =
+        (Netns::new(&format!("{tag}-a1")), Netns::new(&format!("{tag}-a2")), Netns::new(&format!("{tag}-b1")));
     let a1_ip = address(&ours.add(&net_a, "a1", &a1, &[]).unwrap(), 0);
     let a2_ip = address(&ours.add(&net_a, "a2", &a2, &[]).unwrap(), 0);
     let b1_ip = address(&ours.add(&net_b, "b1", &b1, &[]).unwrap(), 0);
@@ -149,14 +171,21 @@ fn isolated_blocks_even_the_own_bridge() {
 #[test]
 fn the_nftables_backend_isolates_bridges_too() {
     assert_eq!(reachability("fw-t-nft-open", firewall(json!({"backend": "nftables"}))), (true, true));
-    assert_eq!(reachability("fw-t-nft-same", firewall(json!({"backend": "nftables", "ingressPolicy": "same-bridge"}))), (true, false));
-    assert_eq!(reachability("fw-t-nft-iso", firewall(json!({"backend": "nftables", "ingressPolicy": "isolated"}))), (false, false));
+    assert_eq!(
+        reachability("fw-t-nft-same", firewall(json!({"backend": "nftables", "ingressPolicy": "same-bridge"}))),
+        (true, false)
+    );
+    assert_eq!(
+        reachability("fw-t-nft-iso", firewall(json!({"backend": "nftables", "ingressPolicy": "isolated"}))),
+        (false, false)
+    );
 }
 
 #[test]
 fn nftables_rules_exist_after_add_and_are_gone_after_del() {
     let ours = Side::ours("fw-nft");
-    let conflist = network("fw-nft", "fwbr-nft", "10.62.0.0/24", Some("fd62::/64"), firewall(json!({"backend": "nftables"})));
+    let conflist =
+        network("fw-nft", "fwbr-nft", "10.62.0.0/24", Some("fd62::/64"), firewall(json!({"backend": "nftables"})));
     let (one, two) = (Netns::new("fw-nft-1"), Netns::new("fw-nft-2"));
     let first = ours.add(&conflist, "one", &one, &[]).unwrap();
     let second = ours.add(&conflist, "two", &two, &[]).unwrap();
@@ -176,7 +205,10 @@ fn nftables_rules_exist_after_add_and_are_gone_after_del() {
     ours.check(&conflist, "one", &one, &[]).expect("CHECK after ADD");
     ours.del(&conflist, "one", &one, &[]).unwrap();
     let ruleset = nft_ruleset(&ours.host);
-    assert!(!ruleset.contains(&format!("{ip4} ")) && !ruleset.contains(&format!("{ip6} ")), "one's rules are gone:\n{ruleset}");
+    assert!(
+        !ruleset.contains(&format!("{ip4} ")) && !ruleset.contains(&format!("{ip6} ")),
+        "one's rules are gone:\n{ruleset}"
+    );
     assert!(ruleset.contains(&format!("ip saddr {other4} accept")), "two's stay:\n{ruleset}");
     ours.del(&conflist, "two", &two, &[]).unwrap();
     assert!(!nft_ruleset(&ours.host).contains("saddr"), "nothing of either is left");
@@ -186,7 +218,8 @@ fn nftables_rules_exist_after_add_and_are_gone_after_del() {
 /// whose text contains `needle`.
 fn nft_handle(host: &Netns, chain: &str, needle: &str) -> String {
     let listing = host.exec("nft", &["-a", "list", "chain", "inet", "cni_firewall", chain]);
-    let line = listing.lines().find(|l| l.contains(needle)).unwrap_or_else(|| panic!("no rule with {needle:?}:\n{listing}"));
+    let line =
+        listing.lines().find(|l| l.contains(needle)).unwrap_or_else(|| panic!("no rule with {needle:?}:\n{listing}"));
     line.rsplit("# handle ").next().unwrap().trim().to_string()
 }
 
@@ -201,7 +234,10 @@ fn check_passes_after_add_and_fails_once_a_rule_is_removed_out_of_band() {
         }),
         ("iptables", "same-bridge", |host, _| {
             let comment = "CNI firewall plugin rules (ingressPolicy: same-bridge)";
-            host.exec("iptables", &["-D", "CNI-ISOLATION-STAGE-2", "-o", "fwbr-chk", "-m", "comment", "--comment", comment, "-j", "DROP"]);
+            host.exec(
+                "iptables",
+                &["-D", "CNI-ISOLATION-STAGE-2", "-o", "fwbr-chk", "-m", "comment", "--comment", comment, "-j", "DROP"],
+            );
         }),
         ("nftables", "open", |host, ip| {
             let handle = nft_handle(host, "containers", &format!("ip saddr {ip} "));
@@ -214,12 +250,20 @@ fn check_passes_after_add_and_fails_once_a_rule_is_removed_out_of_band() {
     ];
     for (backend, policy, remove) in cases {
         let ours = Side::ours("fw-chk");
-        let conflist = network("fw-chk", "fwbr-chk", "10.63.0.0/24", None, firewall(json!({"backend": backend, "ingressPolicy": policy})));
+        let conflist = network(
+            "fw-chk",
+            "fwbr-chk",
+            "10.63.0.0/24",
+            None,
+            firewall(json!({"backend": backend, "ingressPolicy": policy})),
+        );
         let ct = Netns::new("fw-chk-c");
         let ip = address(&ours.add(&conflist, "c", &ct, &[]).unwrap(), 0);
         ours.check(&conflist, "c", &ct, &[]).unwrap_or_else(|e| panic!("{backend} {policy}: CHECK after ADD: {e}"));
         remove(&ours.host, &ip);
-        let error = ours.check(&conflist, "c", &ct, &[]).expect_err(&format!("{backend} {policy}: CHECK after the rule is gone"));
+        let error = ours
+            .check(&conflist, "c", &ct, &[])
+            .expect_err(&format!("{backend} {policy}: CHECK after the rule is gone"));
         assert!(error.contains("not found"), "{backend} {policy}: {error}");
         ours.del(&conflist, "c", &ct, &[]).unwrap();
     }
@@ -236,11 +280,18 @@ struct Direct {
 impl Direct {
     fn new(tag: &str) -> Direct {
         require_root();
-        Direct { install: Installation::new(tag), host: Netns::new(&format!("{tag}-h")), container: Netns::new(&format!("{tag}-c")) }
+        Direct {
+            install: Installation::new(tag),
+            host: Netns::new(&format!("{tag}-h")),
+            container: Netns::new(&format!("{tag}-c")),
+        }
     }
 
     fn env(&self, command: &str, id: &str) -> Env {
-        Env { host_netns: Some(self.host.name.clone()), ..Env::new(command, id, &self.container.path(), "eth0", &self.install.dir) }
+        Env {
+            host_netns: Some(self.host.name.clone()),
+            ..Env::new(command, id, &self.container.path(), "eth0", &self.install.dir)
+        }
     }
 
     fn ours(&self, command: &str, id: &str, config: &Value) -> Outcome {
@@ -313,13 +364,20 @@ fn add_without_prev_result_fails_like_the_reference() {
 #[test]
 fn a_bad_ingress_policy_fails_before_anything_is_changed() {
     let direct = Direct::new("fw-badpol");
-    let mut no_bridge = direct_config("1.0.0", "fw-badpol", json!({"ingressPolicy": "same-bridge"}), Some(&["10.65.0.7/24"]));
+    let mut no_bridge =
+        direct_config("1.0.0", "fw-badpol", json!({"ingressPolicy": "same-bridge"}), Some(&["10.65.0.7/24"]));
     no_bridge["prevResult"]["interfaces"] = json!([]);
     no_bridge["prevResult"]["ips"][0].as_object_mut().unwrap().remove("interface");
-    for config in [direct_config("1.0.0", "fw-badpol", json!({"ingressPolicy": "closed"}), Some(&["10.65.0.7/24"])), no_bridge] {
+    for config in
+        [direct_config("1.0.0", "fw-badpol", json!({"ingressPolicy": "closed"}), Some(&["10.65.0.7/24"])), no_bridge]
+    {
         let ours = direct.ours("ADD", "c", &config);
         let theirs_host = Netns::new("fw-badpol-r");
-        let theirs = run(&reference("firewall"), &Env { host_netns: Some(theirs_host.name.clone()), ..direct.env("ADD", "c") }, &config.to_string());
+        let theirs = run(
+            &reference("firewall"),
+            &Env { host_netns: Some(theirs_host.name.clone()), ..direct.env("ADD", "c") },
+            &config.to_string(),
+        );
         assert!(!ours.success && !theirs.success);
         assert_eq!(ours.json()["msg"], theirs.json()["msg"], "the same message");
         assert!(iptables_save(&theirs_host, false, "filter").contains("10.65.0.7"), "the reference leaks the rules");
@@ -363,9 +421,11 @@ fn gc_removes_the_rules_of_attachments_not_listed() {
         // A network name of this test's own: GC looks at every record of
         // the network, and records live in the real host's /run.
         let network = format!("fw-gc-{backend}");
-        let stale = direct_config("1.1.0", &network, json!({"backend": backend}), Some(&["10.67.0.2/24", "fd67::2/64"]));
+        let stale =
+            direct_config("1.1.0", &network, json!({"backend": backend}), Some(&["10.67.0.2/24", "fd67::2/64"]));
         let live = direct_config("1.1.0", &network, json!({"backend": backend}), Some(&["10.67.0.3/24"]));
-        let other_network = direct_config("1.1.0", &format!("{network}-other"), json!({"backend": backend}), Some(&["10.67.1.4/24"]));
+        let other_network =
+            direct_config("1.1.0", &format!("{network}-other"), json!({"backend": backend}), Some(&["10.67.1.4/24"]));
         for (id, config) in [("gc-stale", &stale), ("gc-live", &live), ("gc-other", &other_network)] {
             let outcome = direct.ours("ADD", id, config);
             assert!(outcome.success, "{backend}: ADD {id}: {}", outcome.stdout);
@@ -375,7 +435,10 @@ fn gc_removes_the_rules_of_attachments_not_listed() {
         let outcome = direct.ours("GC", "", &gc);
         assert!(outcome.success, "{backend}: GC: {} {}", outcome.stdout, outcome.stderr);
         let rules = format!("{}\n{}", filter_tables(&direct.host), nft_ruleset(&direct.host));
-        assert!(!rules.contains("10.67.0.2") && !rules.contains("fd67::2"), "{backend}: the stale attachment's rules are gone:\n{rules}");
+        assert!(
+            !rules.contains("10.67.0.2") && !rules.contains("fd67::2"),
+            "{backend}: the stale attachment's rules are gone:\n{rules}"
+        );
         assert!(rules.contains("10.67.0.3"), "{backend}: the listed attachment's rules stay:\n{rules}");
         assert!(rules.contains("10.67.1.4"), "{backend}: another network's rules stay:\n{rules}");
         let check = direct.ours("CHECK", "gc-live", &live);
@@ -389,10 +452,18 @@ fn gc_removes_the_rules_of_attachments_not_listed() {
 #[test]
 fn version_lists_what_the_reference_supports_and_later() {
     let direct = Direct::new("fw-ver");
-    let outcome = run(&direct.install.plugin("firewall"), &Env::new("VERSION", "", "", "", &direct.install.dir), "{\"cniVersion\": \"1.0.0\"}");
+    let outcome = run(
+        &direct.install.plugin("firewall"),
+        &Env::new("VERSION", "", "", "", &direct.install.dir),
+        "{\"cniVersion\": \"1.0.0\"}",
+    );
     assert_eq!(outcome.json()["supportedVersions"], json!(["0.4.0", "1.0.0", "1.1.0"]));
     let old = direct_config("0.3.1", "fw-ver", json!({}), Some(&["10.68.0.2/24"]));
-    assert_eq!(direct.ours("ADD", "c", &old).code(), direct.reference("ADD", "c", &old).code(), "0.3.1 is refused by both");
+    assert_eq!(
+        direct.ours("ADD", "c", &old).code(),
+        direct.reference("ADD", "c", &old).code(),
+        "0.3.1 is refused by both"
+    );
 }
 
 /// Ten containers added at once, then deleted at once: the shared chains,
@@ -402,7 +473,13 @@ fn concurrent_adds_and_dels(backend: &str) {
     const N: usize = 10;
     let tag = format!("fw-conc-{backend}");
     let ours = Side::ours(&tag);
-    let conflist = network(&tag, "fwbr-conc", "10.69.0.0/24", None, firewall(json!({"backend": backend, "ingressPolicy": "same-bridge"})));
+    let conflist = network(
+        &tag,
+        "fwbr-conc",
+        "10.69.0.0/24",
+        None,
+        firewall(json!({"backend": backend, "ingressPolicy": "same-bridge"})),
+    );
     let containers: Vec<Netns> = (0..N).map(|i| Netns::new(&format!("{tag}{i}"))).collect();
     let addresses: Vec<String> = std::thread::scope(|s| {
         let handles: Vec<_> = containers
@@ -413,7 +490,10 @@ fn concurrent_adds_and_dels(backend: &str) {
                 s.spawn(move || ours.add(conflist, &format!("c{i}"), ct, &[]))
             })
             .collect();
-        handles.into_iter().map(|h| address(&h.join().unwrap().unwrap_or_else(|e| panic!("{backend}: concurrent ADD: {e}")), 0)).collect()
+        handles
+            .into_iter()
+            .map(|h| address(&h.join().unwrap().unwrap_or_else(|e| panic!("{backend}: concurrent ADD: {e}")), 0))
+            .collect()
     });
     let count = |text: &str, needle: &str| text.matches(needle).count();
     match backend {
@@ -440,7 +520,10 @@ fn concurrent_adds_and_dels(backend: &str) {
     std::thread::scope(|s| {
         for (i, ct) in containers.iter().enumerate() {
             let (ours, conflist) = (&ours, &conflist);
-            s.spawn(move || ours.del(conflist, &format!("c{i}"), ct, &[]).unwrap_or_else(|e| panic!("{backend}: concurrent DEL: {e}")));
+            s.spawn(move || {
+                ours.del(conflist, &format!("c{i}"), ct, &[])
+                    .unwrap_or_else(|e| panic!("{backend}: concurrent DEL: {e}"))
+            });
         }
     });
     let rules = format!("{}\n{}", filter_tables(&ours.host), nft_ruleset(&ours.host));

@@ -30,13 +30,22 @@ struct SideBySide {
 impl SideBySide {
     fn new(tag: &str) -> Self {
         require_root();
-        SideBySide { install: Installation::new(tag), ours: TempDir::new(tag), theirs: TempDir::new(tag), netns: Netns::new(tag) }
+        SideBySide {
+            install: Installation::new(tag),
+            ours: TempDir::new(tag),
+            theirs: TempDir::new(tag),
+            netns: Netns::new(tag),
+        }
     }
 
     /// Runs `command` for `container` on both; returns our outcome.
     fn step(&self, command: &str, container: &str, version: &str, ipam: Value, args: &str) -> Outcome {
-        let env = Env { args: args.to_string(), ..Env::new(command, container, &self.netns.path(), "eth0", &self.install.dir) };
-        let ours = run(&self.install.plugin("host-local"), &env, &config(version, "sbs", &self.ours.path, ipam.clone()));
+        let env = Env {
+            args: args.to_string(),
+            ..Env::new(command, container, &self.netns.path(), "eth0", &self.install.dir)
+        };
+        let ours =
+            run(&self.install.plugin("host-local"), &env, &config(version, "sbs", &self.ours.path, ipam.clone()));
         let theirs = run(&reference("host-local"), &env, &config(version, "sbs", &self.theirs.path, ipam));
         assert_eq!(ours.success, theirs.success, "{command} {container}: {} vs {}", ours.stdout, theirs.stdout);
         assert_eq!(ours.stdout, theirs.stdout, "{command} {container}: output");
@@ -52,7 +61,8 @@ impl SideBySide {
 #[test]
 fn an_allocation_sequence_with_releases_and_wraparound_matches_the_reference() {
     let sbs = SideBySide::new("hl-sequence");
-    let ipam = json!({"ranges": [[{"subnet": "10.40.0.0/29"}], [{"subnet": "fd40::/125"}]], "routes": [{"dst": "0.0.0.0/0"}]});
+    let ipam =
+        json!({"ranges": [[{"subnet": "10.40.0.0/29"}], [{"subnet": "fd40::/125"}]], "routes": [{"dst": "0.0.0.0/0"}]});
     for c in ["c1", "c2", "c3", "c4", "c5"] {
         sbs.step("ADD", c, "1.0.0", ipam.clone(), "");
     }
@@ -107,7 +117,11 @@ fn config_errors_match_the_reference() {
 fn resolv_conf_and_the_legacy_range_match_the_reference() {
     let sbs = SideBySide::new("hl-features");
     let resolv = TempDir::new("resolv");
-    std::fs::write(resolv.join("resolv.conf"), "# comment\nnameserver 10.0.0.53\nsearch a.example b.example\noptions ndots:2\ndomain example\n").unwrap();
+    std::fs::write(
+        resolv.join("resolv.conf"),
+        "# comment\nnameserver 10.0.0.53\nsearch a.example b.example\noptions ndots:2\ndomain example\n",
+    )
+    .unwrap();
     let ipam = json!({"subnet": "10.44.0.0/24", "rangeStart": "10.44.0.100", "gateway": "10.44.0.254",
                       "resolvConf": resolv.join("resolv.conf").display().to_string()});
     let first = sbs.step("ADD", "c1", "1.0.0", ipam.clone(), "");
@@ -174,18 +188,23 @@ fn thirty_two_concurrent_adds_get_distinct_addresses() {
     let conf = f.config("1.0.0", "busy", "10.47.0.0/24");
     let each = |command: &'static str| -> Vec<Outcome> {
         std::thread::scope(|s| {
-            let handles: Vec<_> = (0..32).map(|i| {
-                let (f, conf) = (&f, &conf);
-                s.spawn(move || f.run(&f.env(command, &format!("c{i}")), conf))
-            }).collect();
+            let handles: Vec<_> = (0..32)
+                .map(|i| {
+                    let (f, conf) = (&f, &conf);
+                    s.spawn(move || f.run(&f.env(command, &format!("c{i}")), conf))
+                })
+                .collect();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         })
     };
     let adds = each("ADD");
-    let addresses: Vec<String> = adds.iter().map(|out| {
-        assert!(out.success, "{}", out.stdout);
-        out.json()["ips"][0]["address"].as_str().unwrap().to_string()
-    }).collect();
+    let addresses: Vec<String> = adds
+        .iter()
+        .map(|out| {
+            assert!(out.success, "{}", out.stdout);
+            out.json()["ips"][0]["address"].as_str().unwrap().to_string()
+        })
+        .collect();
     let distinct: HashSet<&String> = addresses.iter().collect();
     assert_eq!(distinct.len(), 32, "duplicates in {addresses:?}");
     assert!(each("DEL").iter().all(|out| out.success));

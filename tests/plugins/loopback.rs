@@ -11,7 +11,6 @@ fn config(version: &str) -> String {
     json!({"cniVersion": version, "name": "lo-net", "type": "loopback"}).to_string()
 }
 
-
 #[test]
 fn add_check_del_match_the_reference_at_every_version() {
     require_root();
@@ -19,10 +18,19 @@ fn add_check_del_match_the_reference_at_every_version() {
     // The Debian reference speaks up to 1.0.0.
     for version in ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0"] {
         let (ours_ns, theirs_ns) = (Netns::new("lo-ours"), Netns::new("lo-ref"));
-        let ours = run(&install.plugin("loopback"), &Env::new("ADD", "c1", &ours_ns.path(), "lo", &install.dir), &config(version));
-        let theirs = run(&reference("loopback"), &Env::new("ADD", "c1", &theirs_ns.path(), "lo", &install.dir), &config(version));
+        let ours = run(
+            &install.plugin("loopback"),
+            &Env::new("ADD", "c1", &ours_ns.path(), "lo", &install.dir),
+            &config(version),
+        );
+        let theirs = run(
+            &reference("loopback"),
+            &Env::new("ADD", "c1", &theirs_ns.path(), "lo", &install.dir),
+            &config(version),
+        );
         assert!(ours.success && theirs.success, "{version}: {} / {}", ours.stdout, theirs.stdout);
-        let (ours_text, theirs_text) = (ours.stdout.replace(&ours_ns.path(), "NETNS"), theirs.stdout.replace(&theirs_ns.path(), "NETNS"));
+        let (ours_text, theirs_text) =
+            (ours.stdout.replace(&ours_ns.path(), "NETNS"), theirs.stdout.replace(&theirs_ns.path(), "NETNS"));
         if version == "1.0.0" {
             assert_eq!(ours_text, theirs_text, "result at {version}");
         } else {
@@ -38,19 +46,36 @@ fn add_check_del_match_the_reference_at_every_version() {
                 assert!(result.get("ips").is_none());
             } else {
                 assert_eq!(result["ips"][0]["version"], "4");
-                assert_eq!(result["interfaces"], theirs.json()["interfaces"].as_array().map(|_| json!([{"name": "lo", "mac": "00:00:00:00:00:00", "sandbox": ours_ns.path()}])).unwrap());
+                assert_eq!(
+                    result["interfaces"],
+                    theirs.json()["interfaces"]
+                        .as_array()
+                        .map(|_| json!([{"name": "lo", "mac": "00:00:00:00:00:00", "sandbox": ours_ns.path()}]))
+                        .unwrap()
+                );
             }
         }
         assert_eq!(lo_state(&ours_ns), lo_state(&theirs_ns));
         assert!(lo_state(&ours_ns).0, "lo is up after ADD");
 
         if version >= "0.4.0" {
-            let check = run(&install.plugin("loopback"), &Env::new("CHECK", "c1", &ours_ns.path(), "lo", &install.dir), &config(version));
+            let check = run(
+                &install.plugin("loopback"),
+                &Env::new("CHECK", "c1", &ours_ns.path(), "lo", &install.dir),
+                &config(version),
+            );
             assert!(check.success && check.stdout.is_empty(), "{}", check.stdout);
         }
         let del = Env::new("DEL", "c1", &ours_ns.path(), "lo", &install.dir);
         assert!(run(&install.plugin("loopback"), &del, &config(version)).success);
-        assert!(run(&reference("loopback"), &Env::new("DEL", "c1", &theirs_ns.path(), "lo", &install.dir), &config(version)).success);
+        assert!(
+            run(
+                &reference("loopback"),
+                &Env::new("DEL", "c1", &theirs_ns.path(), "lo", &install.dir),
+                &config(version)
+            )
+            .success
+        );
         assert_eq!(lo_state(&ours_ns), lo_state(&theirs_ns));
         assert!(!lo_state(&ours_ns).0, "lo is down after DEL");
     }
@@ -59,7 +84,10 @@ fn add_check_del_match_the_reference_at_every_version() {
 /// The reference's pre-1.0 loopback result: 1.0 shape, old label.
 fn assert_known_mislabel(result: &serde_json::Value, version: &str) {
     assert_eq!(result["cniVersion"], version);
-    assert!(result["ips"][0].get("version").is_none(), "if the reference converts now, compare byte for byte: {result}");
+    assert!(
+        result["ips"][0].get("version").is_none(),
+        "if the reference converts now, compare byte for byte: {result}"
+    );
 }
 
 #[test]
@@ -89,7 +117,8 @@ fn chained_after_another_plugin_it_passes_prev_result_through() {
     });
     let mut conf: serde_json::Value = serde_json::from_str(&config("1.0.0")).unwrap();
     conf["prevResult"] = previous.clone();
-    let out = run(&install.plugin("loopback"), &Env::new("ADD", "c1", &ns.path(), "lo", &install.dir), &conf.to_string());
+    let out =
+        run(&install.plugin("loopback"), &Env::new("ADD", "c1", &ns.path(), "lo", &install.dir), &conf.to_string());
     assert_eq!(out.json(), previous);
 }
 

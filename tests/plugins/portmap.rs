@@ -9,7 +9,7 @@ use std::time::Duration;
 use cni_wasm_tests::kernel::{self, iptables_save, normalize_result};
 use cni_wasm_tests::netns::Netns;
 use cni_wasm_tests::plugin::{Env, Installation, run};
-use cni_wasm_tests::side::{self, GATEWAY, Server, Side, connect, lan_client, port_mappings, podman};
+use cni_wasm_tests::side::{self, GATEWAY, Server, Side, connect, lan_client, podman, port_mappings};
 use serde_json::{Value, json};
 
 fn portmap(extra: Value) -> Value {
@@ -103,7 +103,8 @@ fn mapped_ports_are_reachable(backend: &str) {
         Server::start(&web, "tcp", "0.0.0.0:90", "local-only"),
     ];
     let answer = |from: &Netns, protocol: &str, address: &str| -> String {
-        connect(from, protocol, address).unwrap_or_else(|| panic!("{backend}: {protocol} {address} unreachable from {}", from.name))
+        connect(from, protocol, address)
+            .unwrap_or_else(|| panic!("{backend}: {protocol} {address} unreachable from {}", from.name))
     };
     for (protocol, port, name) in [("tcp", 8080, "web"), ("udp", 5353, "dns")] {
         for (from, address) in [(&ours.host, "127.0.0.1"), (&ours.host, GATEWAY), (&ours.host, "192.168.77.1")] {
@@ -223,13 +224,17 @@ fn a_udp_client_reaches_the_replacement_container_and_del_leaves_no_entry() {
         let _ = sender.send(lines.next().and_then(Result::ok));
     });
     let got = receiver.recv_timeout(Duration::from_secs(5)).ok().flatten();
-    assert!(got.is_some_and(|l| l.starts_with("got 192.168.78.2")), "the replacement receives the client's datagrams within 5 s");
+    assert!(
+        got.is_some_and(|l| l.starts_with("got 192.168.78.2")),
+        "the replacement receives the client's datagrams within 5 s"
+    );
 
     // DEL with no replacement: once the client stops, nothing remains for the port.
     let _ = client.kill();
     let _ = client.wait();
     ours.del(&conflist, "second", &second, &caps).unwrap();
-    let entries: Vec<String> = kernel::conntrack(&ours.host, false).into_iter().filter(|e| e.contains("dport=5353")).collect();
+    let entries: Vec<String> =
+        kernel::conntrack(&ours.host, false).into_iter().filter(|e| e.contains("dport=5353")).collect();
     assert!(entries.is_empty(), "conntrack entries for the port after DEL: {entries:?}");
 }
 
@@ -253,7 +258,10 @@ fn del_succeeds_twice_without_an_add_without_prev_result_and_without_the_netns()
     let install = Installation::new("pm-del-direct");
     let config = json!({"cniVersion": "1.0.0", "name": "podman", "type": "portmap",
         "runtimeConfig": {"portMappings": mappings()}});
-    let env = Env { host_netns: Some(ours.host.name.clone()), ..Env::new("DEL", "gone", "/var/run/netns/does-not-exist", "eth0", &install.dir) };
+    let env = Env {
+        host_netns: Some(ours.host.name.clone()),
+        ..Env::new("DEL", "gone", "/var/run/netns/does-not-exist", "eth0", &install.dir)
+    };
     let outcome = run(&install.plugin("portmap"), &env, &config.to_string());
     assert!(outcome.success, "{} {}", outcome.stdout, outcome.stderr);
     assert!(!iptables_save(&ours.host, false, "nat").contains("CNI-DN-"));
@@ -274,7 +282,11 @@ fn gc_removes_the_mappings_of_attachments_the_runtime_no_longer_lists() {
         let env = Env { host_netns: Some(ours.host.name.clone()), ..Env::new("GC", "", "", "", &install.dir) };
         let outcome = run(&install.plugin("portmap"), &env, &config.to_string());
         assert!(outcome.success, "{backend}: {} {}", outcome.stdout, outcome.stderr);
-        let rules = if backend == "iptables" { iptables_save(&ours.host, false, "nat") } else { kernel::nft_ruleset(&ours.host) };
+        let rules = if backend == "iptables" {
+            iptables_save(&ours.host, false, "nat")
+        } else {
+            kernel::nft_ruleset(&ours.host)
+        };
         assert!(!rules.contains("8081"), "{backend}: the stale mapping is gone:\n{rules}");
         assert!(rules.contains("8082"), "{backend}: the live mapping stays:\n{rules}");
     }
@@ -285,8 +297,16 @@ fn options_of_the_other_backend_and_bad_mappings_are_refused() {
     let ours = Side::ours("pm-bad");
     let ct = Netns::new("pm-bad-c");
     let cases = [
-        (json!({"backend": "nftables", "conditionsV4": ["-s", "10.0.0.1"]}), mappings(), "nftables backend was requested but configuration contains iptables-specific options"),
-        (json!({"backend": "iptables", "conditionsV4": ["ip saddr 10.0.0.1"]}), mappings(), "iptables backend was requested"),
+        (
+            json!({"backend": "nftables", "conditionsV4": ["-s", "10.0.0.1"]}),
+            mappings(),
+            "nftables backend was requested but configuration contains iptables-specific options",
+        ),
+        (
+            json!({"backend": "iptables", "conditionsV4": ["ip saddr 10.0.0.1"]}),
+            mappings(),
+            "iptables backend was requested",
+        ),
         (json!({"markMasqBit": 40}), mappings(), "MasqMarkBit must be between 0 and 31"),
         (json!({}), port_mappings(&[(0, 80, "tcp", None)]), "Invalid host port number: 0"),
     ];

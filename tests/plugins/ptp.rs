@@ -55,10 +55,19 @@ fn same_as_the_reference(tag: &str, version: &str, plugin: Value) {
     for (i, (our_ct, their_ct)) in containers.iter().enumerate() {
         let id = format!("c{i}");
         let our_result = ours.add(&conflist, &id, our_ct, &[]).unwrap_or_else(|e| panic!("{tag}: our ADD {id}: {e}"));
-        let their_result = theirs.add(&conflist, &id, their_ct, &[]).unwrap_or_else(|e| panic!("{tag}: their ADD {id}: {e}"));
-        assert_same(&normalize_result(&our_result), &normalize_result(&their_result), &format!("{tag}: result of ADD {id} with {plugin}"));
+        let their_result =
+            theirs.add(&conflist, &id, their_ct, &[]).unwrap_or_else(|e| panic!("{tag}: their ADD {id}: {e}"));
+        assert_same(
+            &normalize_result(&our_result),
+            &normalize_result(&their_result),
+            &format!("{tag}: result of ADD {id} with {plugin}"),
+        );
         assert_converges(|| host_state(&ours), || host_state(&theirs), &format!("{tag}: host after ADD {id}"));
-        assert_converges(|| kernel::state(our_ct), || kernel::state(their_ct), &format!("{tag}: container after ADD {id}"));
+        assert_converges(
+            || kernel::state(our_ct),
+            || kernel::state(their_ct),
+            &format!("{tag}: container after ADD {id}"),
+        );
         if version >= "0.4.0" {
             ours.check(&conflist, &id, our_ct, &[]).unwrap_or_else(|e| panic!("{tag}: CHECK {id}: {e}"));
             // The reference's CHECK looks a non-default route up by its
@@ -75,7 +84,11 @@ fn same_as_the_reference(tag: &str, version: &str, plugin: Value) {
         ours.del(&conflist, &id, our_ct, &[]).unwrap_or_else(|e| panic!("{tag}: our DEL {id}: {e}"));
         theirs.del(&conflist, &id, their_ct, &[]).unwrap_or_else(|e| panic!("{tag}: their DEL {id}: {e}"));
         assert_converges(|| host_state(&ours), || host_state(&theirs), &format!("{tag}: host after DEL {id}"));
-        assert_converges(|| kernel::state(our_ct), || kernel::state(their_ct), &format!("{tag}: container after DEL {id}"));
+        assert_converges(
+            || kernel::state(our_ct),
+            || kernel::state(their_ct),
+            &format!("{tag}: container after DEL {id}"),
+        );
     }
     assert!(!iptables_save(&ours.host, false, "nat").contains("CNI-"), "{tag}: no masquerade rule left");
 }
@@ -89,7 +102,8 @@ fn plain_ipv4_matches_the_reference_at_every_version_with_results() {
 
 #[test]
 fn masquerade_mtu_and_dns_match_the_reference() {
-    let plugin = ptp(json!({"ipMasq": true, "mtu": 1400, "dns": {"nameservers": ["10.92.0.1"], "search": ["example.org"]}}));
+    let plugin =
+        ptp(json!({"ipMasq": true, "mtu": 1400, "dns": {"nameservers": ["10.92.0.1"], "search": ["example.org"]}}));
     same_as_the_reference("ptp-masq", "1.0.0", plugin);
 }
 
@@ -107,12 +121,18 @@ fn routes_with_gateways_and_an_empty_ipam_route_list_match_the_reference() {
         "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.94.0.0/24", "gateway": "10.94.0.254"}]],
                  "routes": [{"dst": "192.0.2.0/24", "gw": "10.94.0.254"}]}}));
     same_as_the_reference("ptp-gw", "1.0.0", plugin);
-    same_as_the_reference("ptp-noroutes", "1.0.0", ptp(json!({"ipam": {"type": "host-local", "ranges": [[{"subnet": SUBNET}]]}})));
+    same_as_the_reference(
+        "ptp-noroutes",
+        "1.0.0",
+        ptp(json!({"ipam": {"type": "host-local", "ranges": [[{"subnet": SUBNET}]]}})),
+    );
 }
 
 #[test]
 fn check_accepts_a_route_without_a_gateway_where_the_reference_fails() {
-    let plugin = ptp(json!({"ipam": {"type": "host-local", "ranges": [[{"subnet": SUBNET}]], "routes": [{"dst": "192.0.2.0/24"}]}}));
+    let plugin = ptp(
+        json!({"ipam": {"type": "host-local", "ranges": [[{"subnet": SUBNET}]], "routes": [{"dst": "192.0.2.0/24"}]}}),
+    );
     let conflist = conflist("1.0.0", plugin);
     let (ours, theirs) = (Side::ours("ptp-886-o"), Side::reference("ptp-886-r"));
     let (our_ct, their_ct) = (Netns::new("ptp-886-oc"), Netns::new("ptp-886-rc"));
@@ -120,7 +140,8 @@ fn check_accepts_a_route_without_a_gateway_where_the_reference_fails() {
     theirs.add(&conflist, "a", &their_ct, &[]).unwrap();
     assert_same(&kernel::routes(&our_ct), &kernel::routes(&their_ct), "the route goes through the gateway on both");
     ours.check(&conflist, "a", &our_ct, &[]).expect("our CHECK passes");
-    let theirs_check = theirs.check(&conflist, "a", &their_ct, &[]).expect_err("the reference's CHECK passes now: compare both");
+    let theirs_check =
+        theirs.check(&conflist, "a", &their_ct, &[]).expect_err("the reference's CHECK passes now: compare both");
     assert!(theirs_check.contains("Expected Route"), "{theirs_check}");
 }
 
@@ -174,7 +195,8 @@ fn gc_config(side: &Side, extra: Value, valid: &[&str]) -> String {
     plugin["ipam"]["dataDir"] = json!(side.store_dir().display().to_string());
     plugin["cniVersion"] = json!("1.1.0");
     plugin["name"] = json!("ptpnet");
-    plugin["cni.dev/valid-attachments"] = Value::Array(valid.iter().map(|id| json!({"containerID": id, "ifname": "eth0"})).collect());
+    plugin["cni.dev/valid-attachments"] =
+        Value::Array(valid.iter().map(|id| json!({"containerID": id, "ifname": "eth0"})).collect());
     plugin.to_string()
 }
 
@@ -287,7 +309,9 @@ fn del_succeeds_twice_for_unknown_containers_and_after_the_netns_is_gone() {
     let path = a.path();
     drop(a);
     let config = gc_config(&ours, json!({"ipMasq": true}), &[]).replace("\"1.1.0\"", "\"1.0.0\"");
-    for (id, netns) in [("a", path.as_str()), ("a", path.as_str()), ("never-added", ""), ("a", ""), ("never-added", path.as_str())] {
+    for (id, netns) in
+        [("a", path.as_str()), ("a", path.as_str()), ("never-added", ""), ("a", ""), ("never-added", path.as_str())]
+    {
         let outcome = direct(&ours, "DEL", id, netns, &config);
         assert!(outcome.success, "DEL {id} {netns:?}: {} {}", outcome.stdout, outcome.stderr);
     }

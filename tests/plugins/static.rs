@@ -47,7 +47,8 @@ fn check_compares_gateways_with_prev_result() {
     let ns = Netns::new("static-check");
     let mut config = json!({"cniVersion": "1.0.0", "name": "st", "type": "bridge", "ipam": {
         "type": "static", "addresses": [{"address": "10.10.0.1/24", "gateway": "10.10.0.254"}]}});
-    config["prevResult"] = json!({"cniVersion": "1.0.0", "ips": [{"address": "10.10.0.1/24", "gateway": "10.10.0.254"}]});
+    config["prevResult"] =
+        json!({"cniVersion": "1.0.0", "ips": [{"address": "10.10.0.1/24", "gateway": "10.10.0.254"}]});
     compare(&install, &ns, "CHECK", &config, "");
     config["prevResult"]["ips"][0]["gateway"] = json!("10.10.0.1");
     let env = Env::new("CHECK", "c1", &ns.path(), "eth0", &install.dir);

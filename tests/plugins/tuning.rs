@@ -150,7 +150,11 @@ fn sysctls_and_link_settings_match_the_reference_and_del_restores_them() {
 
         let our_result = ours.ok("ADD", "c1", &our_ns, &our_config).json();
         let their_result = theirs.ok("ADD", "c1", &their_ns, &their_config).json();
-        assert_same(&normalize(&our_result, &our_ns, &our_mac), &normalize(&their_result, &their_ns, &their_mac), &format!("{version}: result"));
+        assert_same(
+            &normalize(&our_result, &our_ns, &our_mac),
+            &normalize(&their_result, &their_ns, &their_mac),
+            &format!("{version}: result"),
+        );
         assert_eq!(our_result["interfaces"][0]["mac"], "c2:11:22:33:44:55", "the result carries the new MAC");
         assert_same(&container_state(&our_ns), &container_state(&their_ns), &format!("{version}: container after ADD"));
         assert_eq!(kernel::sysctl(&our_ns, "net/core/somaxconn"), "500");
@@ -163,7 +167,9 @@ fn sysctls_and_link_settings_match_the_reference_and_del_restores_them() {
             // keys it reads back (fixed upstream after 1.1.1).
             let check = theirs.run("CHECK", "c1", &their_ns.path(), &their_config, "");
             assert!(
-                check.success || check.json()["msg"] == "open /proc/sys/net/ipv4/conf/IFNAME/arp_filter: no such file or directory",
+                check.success
+                    || check.json()["msg"]
+                        == "open /proc/sys/net/ipv4/conf/IFNAME/arp_filter: no such file or directory",
                 "the reference's CHECK fails another way: {}",
                 check.stdout
             );
@@ -174,7 +180,11 @@ fn sysctls_and_link_settings_match_the_reference_and_del_restores_them() {
         assert_same(&container_state(&our_ns), &our_before, &format!("{version}: cni-wasm restores everything"));
         // The reference restores the link, never the sysctls.
         let mut theirs_after = container_state(&their_ns);
-        assert_eq!(theirs_after["sysctls"], json!(["500", "1", "1"]), "if the reference restores sysctls now, compare all");
+        assert_eq!(
+            theirs_after["sysctls"],
+            json!(["500", "1", "1"]),
+            "if the reference restores sysctls now, compare all"
+        );
         theirs_after["sysctls"] = their_before["sysctls"].clone();
         assert_same(&theirs_after, &their_before, &format!("{version}: the reference restores the link"));
         assert!(backups(&our_dir).is_empty() && backups(&their_dir).is_empty(), "backups removed");
@@ -188,8 +198,14 @@ fn args_runtime_config_and_cni_args_override_like_the_reference() {
     let (ours, theirs) = (Plugin::ours(&install), Plugin::reference(&install));
     let cases: [(Value, &str); 5] = [
         (json!({"mac": "02:00:00:00:00:01"}), "IgnoreUnknown=1;MAC=02:00:00:00:00:02"),
-        (json!({"mac": "02:00:00:00:00:01", "runtimeConfig": {"mac": "02:00:00:00:00:03"}}), "IgnoreUnknown=1;MAC=02:00:00:00:00:02"),
-        (json!({"runtimeConfig": {"mac": "02:00:00:00:00:03"}, "args": {"cni": {"mac": "02:00:00:00:00:04"}}}), "MAC=02:00:00:00:00:02"),
+        (
+            json!({"mac": "02:00:00:00:00:01", "runtimeConfig": {"mac": "02:00:00:00:00:03"}}),
+            "IgnoreUnknown=1;MAC=02:00:00:00:00:02",
+        ),
+        (
+            json!({"runtimeConfig": {"mac": "02:00:00:00:00:03"}, "args": {"cni": {"mac": "02:00:00:00:00:04"}}}),
+            "MAC=02:00:00:00:00:02",
+        ),
         (
             json!({"sysctl": {"net.core.somaxconn": "600"}, "promisc": true, "mtu": 1400,
                    "args": {"cni": {"sysctl": {"net.core.somaxconn": "700", "net.ipv4.conf.eth0.proxy_arp": "1"}, "promisc": false, "mtu": 1300, "allmulti": true}}}),
@@ -201,10 +217,18 @@ fn args_runtime_config_and_cni_args_override_like_the_reference() {
         let (our_ns, their_ns) = (container("tun-args-o"), container("tun-args-r"));
         let (our_dir, their_dir) = (TempDir::new("tun-args-o"), TempDir::new("tun-args-r"));
         let (our_mac, their_mac) = (mac(&our_ns), mac(&their_ns));
-        let our_out = ours.run("ADD", "c1", &our_ns.path(), &config("1.0.0", "tnet", &our_ns, &our_dir, extra.clone()), args);
-        let their_out = theirs.run("ADD", "c1", &their_ns.path(), &config("1.0.0", "tnet", &their_ns, &their_dir, extra.clone()), args);
+        let our_out =
+            ours.run("ADD", "c1", &our_ns.path(), &config("1.0.0", "tnet", &our_ns, &our_dir, extra.clone()), args);
+        let their_out = theirs.run(
+            "ADD",
+            "c1",
+            &their_ns.path(),
+            &config("1.0.0", "tnet", &their_ns, &their_dir, extra.clone()),
+            args,
+        );
         assert!(our_out.success && their_out.success, "{extra} {args}: {} / {}", our_out.stdout, their_out.stdout);
-        let (our_result, their_result) = (normalize(&our_out.json(), &our_ns, &our_mac), normalize(&their_out.json(), &their_ns, &their_mac));
+        let (our_result, their_result) =
+            (normalize(&our_out.json(), &our_ns, &our_mac), normalize(&their_out.json(), &their_ns, &their_mac));
         assert_same(&our_result, &their_result, &format!("result with {extra} {args}"));
         let unchanged_mac = |ns: &Netns, original: &str| {
             let mut state = container_state(ns);
@@ -213,7 +237,11 @@ fn args_runtime_config_and_cni_args_override_like_the_reference() {
             }
             state
         };
-        assert_same(&unchanged_mac(&our_ns, &our_mac), &unchanged_mac(&their_ns, &their_mac), &format!("container with {extra} {args}"));
+        assert_same(
+            &unchanged_mac(&our_ns, &our_mac),
+            &unchanged_mac(&their_ns, &their_mac),
+            &format!("container with {extra} {args}"),
+        );
         assert_eq!(backups_of(&our_dir, &our_mac), backups_of(&their_dir, &their_mac), "backup with {extra} {args}");
     }
 }
@@ -225,7 +253,8 @@ fn args_cni_sysctls_work_without_a_sysctl_map() {
     let install = Installation::new("tun-nilmap");
     let ns = container("tun-nilmap");
     let dir = TempDir::new("tun-nilmap");
-    let config = config("1.0.0", "tnet", &ns, &dir, json!({"args": {"cni": {"sysctl": {"net.core.somaxconn": "800"}}}}));
+    let config =
+        config("1.0.0", "tnet", &ns, &dir, json!({"args": {"cni": {"sysctl": {"net.core.somaxconn": "800"}}}}));
     Plugin::ours(&install).ok("ADD", "c1", &ns, &config);
     assert_eq!(kernel::sysctl(&ns, "net/core/somaxconn"), "800");
     let theirs = Plugin::reference(&install).run("ADD", "c1", &container("tun-nilmap-r").path(), &config, "");
@@ -248,7 +277,11 @@ fn tx_queue_length_is_set_checked_and_restored() {
     ours.ok("CHECK", "c1", &ns, &config);
     ns.exec("ip", &["link", "set", "eth0", "txqueuelen", "7"]);
     let check = ours.run("CHECK", "c1", &ns.path(), &config, "");
-    assert!(check.json()["msg"].as_str().unwrap().contains("Transmit Queue Length of eth0 is 42, current value is 7"), "{}", check.stdout);
+    assert!(
+        check.json()["msg"].as_str().unwrap().contains("Transmit Queue Length of eth0 is 42, current value is 7"),
+        "{}",
+        check.stdout
+    );
     ns.exec("ip", &["link", "set", "eth0", "txqueuelen", "42"]);
     ours.ok("DEL", "c1", &ns, &config);
     assert_same(&container_state(&ns), &before, "after DEL");
@@ -286,7 +319,10 @@ fn the_host_keeps_sysctl_writes_under_net_whatever_a_plugin_asks() {
     let probe = Probe::new("tun-hostcheck", json!({"plugins": {"probe": {"capabilities": everything}}}));
     let ns = container("tun-hostcheck");
     let write = |key: &str| {
-        let config = Probe::config(&["write-container-sysctl"], json!({"probe": {"steps": ["write-container-sysctl"], "sysctlKey": key}}));
+        let config = Probe::config(
+            &["write-container-sysctl"],
+            json!({"probe": {"steps": ["write-container-sysctl"], "sysctlKey": key}}),
+        );
         run(&probe.plugin, &probe.env("ADD", "c1", &ns.path()), &config)
     };
     for key in [
@@ -338,8 +374,14 @@ fn overlay_supported(scratch: &TempDir) -> Result<(), String> {
     for dir in ["probe-upper", "probe-work"] {
         std::fs::create_dir_all(scratch.join(dir)).unwrap();
     }
-    let options = format!("lowerdir=/etc,upperdir={},workdir={}", scratch.join("probe-upper").display(), scratch.join("probe-work").display());
-    let output = std::process::Command::new("unshare").args(["-m", "mount", "-t", "overlay", "overlay", "-o", &options, "/etc"]).output();
+    let options = format!(
+        "lowerdir=/etc,upperdir={},workdir={}",
+        scratch.join("probe-upper").display(),
+        scratch.join("probe-work").display()
+    );
+    let output = std::process::Command::new("unshare")
+        .args(["-m", "mount", "-t", "overlay", "overlay", "-o", &options, "/etc"])
+        .output();
     match output {
         Ok(o) if o.status.success() => Ok(()),
         Ok(o) => Err(String::from_utf8_lossy(&o.stderr).trim().to_string()),
@@ -353,21 +395,37 @@ fn the_allowlist_admits_only_the_keys_it_matches() {
     let install = Installation::new("tun-allow");
     let scratch = TempDir::new("tun-allow");
     if let Err(why) = overlay_supported(&scratch) {
-        cni_wasm_tests::skip("the_allowlist_admits_only_the_keys_it_matches", &format!("no overlay mount for a private /etc ({why})"));
+        cni_wasm_tests::skip(
+            "the_allowlist_admits_only_the_keys_it_matches",
+            &format!("no overlay mount for a private /etc ({why})"),
+        );
         return;
     }
-    let wrapper = with_allowlist(&install.plugin("tuning"), "\n  ^net\\.core\\.somaxconn$  \nconf\\.IFNAME\\.arp_\n", &scratch);
+    let wrapper =
+        with_allowlist(&install.plugin("tuning"), "\n  ^net\\.core\\.somaxconn$  \nconf\\.IFNAME\\.arp_\n", &scratch);
     let plugin = Plugin { program: wrapper, dir: install.dir.clone() };
     let ns = container("tun-allow");
     let dir = TempDir::new("tun-allow-data");
 
-    let allowed = config("1.0.0", "tnet", &ns, &dir, json!({"sysctl": {"net.core.somaxconn": "321", "net.ipv4.conf.IFNAME.arp_filter": "1"}}));
+    let allowed = config(
+        "1.0.0",
+        "tnet",
+        &ns,
+        &dir,
+        json!({"sysctl": {"net.core.somaxconn": "321", "net.ipv4.conf.IFNAME.arp_filter": "1"}}),
+    );
     plugin.ok("ADD", "c1", &ns, &allowed);
     assert_eq!(kernel::sysctl(&ns, "net/core/somaxconn"), "321");
     plugin.ok("DEL", "c1", &ns, &allowed);
 
     let before = container_state(&ns);
-    let refused = config("1.0.0", "tnet", &ns, &dir, json!({"sysctl": {"net.core.somaxconn": "321", "net.ipv4.conf.eth0.proxy_arp": "1"}, "mtu": 1300}));
+    let refused = config(
+        "1.0.0",
+        "tnet",
+        &ns,
+        &dir,
+        json!({"sysctl": {"net.core.somaxconn": "321", "net.ipv4.conf.eth0.proxy_arp": "1"}, "mtu": 1300}),
+    );
     let outcome = plugin.run("ADD", "c1", &ns.path(), &refused, "");
     assert!(!outcome.success, "{}", outcome.stdout);
     assert_eq!(
@@ -421,7 +479,9 @@ fn del_succeeds_twice_never_added_and_after_the_netns_is_gone() {
     ours.ok("ADD", "c1", &ns, &added);
     let path = ns.path();
     drop(ns);
-    for (id, netns) in [("c1", path.as_str()), ("c1", path.as_str()), ("never-added", path.as_str()), ("never-added", ""), ("c1", "")] {
+    for (id, netns) in
+        [("c1", path.as_str()), ("c1", path.as_str()), ("never-added", path.as_str()), ("never-added", ""), ("c1", "")]
+    {
         let outcome = ours.run("DEL", id, netns, &added, "");
         assert!(outcome.success, "DEL {id} {netns:?}: {}", outcome.stdout);
     }
@@ -453,10 +513,19 @@ fn check_fails_when_a_setting_drifts() {
     ours.ok("ADD", "c1", &ns, &tuned);
     ours.ok("CHECK", "c1", &ns, &tuned);
     let drifts: [(&[&str], &str); 4] = [
-        (&["sysctl", "-qw", "net.core.somaxconn=501"], "configured value of /proc/sys/net/core/somaxconn is 500, current value is 501"),
+        (
+            &["sysctl", "-qw", "net.core.somaxconn=501"],
+            "configured value of /proc/sys/net/core/somaxconn is 500, current value is 501",
+        ),
         (&["ip", "link", "set", "eth0", "mtu", "1500"], "configured MTU of eth0 is 1400, current value is 1500"),
-        (&["ip", "link", "set", "eth0", "allmulticast", "off"], "all-multicast mode of eth0 is true, current value is false"),
-        (&["ip", "link", "set", "eth0", "address", "c2:11:22:33:44:78"], "Ethernet of eth0 is C2:11:22:33:44:77, current value is c2:11:22:33:44:78"),
+        (
+            &["ip", "link", "set", "eth0", "allmulticast", "off"],
+            "all-multicast mode of eth0 is true, current value is false",
+        ),
+        (
+            &["ip", "link", "set", "eth0", "address", "c2:11:22:33:44:78"],
+            "Ethernet of eth0 is C2:11:22:33:44:77, current value is c2:11:22:33:44:78",
+        ),
     ];
     let undo: [&[&str]; 4] = [
         &["sysctl", "-qw", "net.core.somaxconn=500"],
@@ -476,7 +545,11 @@ fn check_fails_when_a_setting_drifts() {
     let plain = config("1.0.0", "tnet", &ns, &dir, json!({}));
     ns.exec("ip", &["link", "set", "eth0", "promisc", "on"]);
     let outcome = ours.run("CHECK", "c1", &ns.path(), &plain, "");
-    assert!(outcome.json()["msg"].as_str().unwrap().contains("configured promisc is false, current value is 1"), "{}", outcome.stdout);
+    assert!(
+        outcome.json()["msg"].as_str().unwrap().contains("configured promisc is false, current value is 1"),
+        "{}",
+        outcome.stdout
+    );
 }
 
 #[test]
@@ -486,8 +559,11 @@ fn bad_configs_are_cni_errors() {
     let ours = Plugin::ours(&install);
     let ns = container("tun-bad");
     let dir = TempDir::new("tun-bad");
-    let duplicate = config("1.0.0", "tnet", &ns, &dir, json!({}))
-        .replacen("\"type\":\"tuning\"", "\"type\":\"tuning\",\"sysctl\":{\"net.core.somaxconn\":\"1\",\"net.core.somaxconn\":\"2\"}", 1);
+    let duplicate = config("1.0.0", "tnet", &ns, &dir, json!({})).replacen(
+        "\"type\":\"tuning\"",
+        "\"type\":\"tuning\",\"sysctl\":{\"net.core.somaxconn\":\"1\",\"net.core.somaxconn\":\"2\"}",
+        1,
+    );
     let mut no_prev: Value = serde_json::from_str(&config("1.0.0", "tnet", &ns, &dir, json!({"mtu": 1400}))).unwrap();
     no_prev.as_object_mut().unwrap().remove("prevResult");
     let cases = [
@@ -520,7 +596,11 @@ fn each_implementation_restores_the_others_backup() {
         let config = config("1.0.0", "tnet", &ns, &dir, settings.clone());
         adder.ok("ADD", "c1", &ns, &config);
         deleter.ok("DEL", "c1", &ns, &config);
-        assert_same(&container_state(&ns), &before, &format!("ADD by {} then DEL by {}", adder.program.display(), deleter.program.display()));
+        assert_same(
+            &container_state(&ns),
+            &before,
+            &format!("ADD by {} then DEL by {}", adder.program.display(), deleter.program.display()),
+        );
         assert!(backups(&dir).is_empty());
     }
 }
@@ -532,7 +612,9 @@ fn gc_removes_backups_of_this_networks_attachments_not_listed() {
     let ours = Plugin::ours(&install);
     let dir = TempDir::new("tun-gc");
     let namespaces: Vec<Netns> = (0..3).map(|_| container("tun-gc")).collect();
-    for (id, network, ns) in [("keep", "tnet", &namespaces[0]), ("stale", "tnet", &namespaces[1]), ("other", "othernet", &namespaces[2])] {
+    for (id, network, ns) in
+        [("keep", "tnet", &namespaces[0]), ("stale", "tnet", &namespaces[1]), ("other", "othernet", &namespaces[2])]
+    {
         ours.ok("ADD", id, ns, &config("1.0.0", network, ns, &dir, json!({"mtu": 1400})));
     }
     // A backup the reference wrote names no network: GC cannot tell whose.

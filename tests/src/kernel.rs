@@ -166,7 +166,9 @@ pub fn assert_same(ours: &Value, theirs: &Value, what: &str) {
     let (a, b): (Vec<&str>, Vec<&str>) = (a.lines().collect(), b.lines().collect());
     let only_ours: Vec<&&str> = a.iter().filter(|l| !b.contains(l)).collect();
     let only_theirs: Vec<&&str> = b.iter().filter(|l| !a.contains(l)).collect();
-    panic!("{what}: cni-wasm and the reference differ\n only cni-wasm: {only_ours:#?}\n only reference: {only_theirs:#?}");
+    panic!(
+        "{what}: cni-wasm and the reference differ\n only cni-wasm: {only_ours:#?}\n only reference: {only_theirs:#?}"
+    );
 }
 
 /// Like [`assert_same`], for kernel state that settles asynchronously

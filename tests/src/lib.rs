@@ -142,7 +142,8 @@ impl Probe {
 
     /// A probe config running `steps` on ADD.
     pub fn config(steps: &[&str], extra: serde_json::Value) -> String {
-        let mut config = serde_json::json!({"cniVersion": "1.0.0", "name": "probe-net", "type": "probe", "probe": {"steps": steps}});
+        let mut config =
+            serde_json::json!({"cniVersion": "1.0.0", "name": "probe-net", "type": "probe", "probe": {"steps": steps}});
         if let (Some(config), Some(extra)) = (config.as_object_mut(), extra.as_object()) {
             for (k, v) in extra {
                 config.insert(k.clone(), v.clone());
@@ -154,7 +155,12 @@ impl Probe {
 
 /// Names of the links in a namespace.
 pub fn link_names(ns: &netns::Netns) -> Vec<String> {
-    ns.ip_json(&["link", "show"]).as_array().unwrap().iter().map(|l| l["ifname"].as_str().unwrap().to_string()).collect()
+    ns.ip_json(&["link", "show"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["ifname"].as_str().unwrap().to_string())
+        .collect()
 }
 
 /// Reports a skipped test on the real stderr (libtest captures print

@@ -122,7 +122,12 @@ pub struct Runtime {
 impl Runtime {
     /// `bin_dirs` is colon-separated, searched in order (libcni's CNI_PATH).
     pub fn new(bin_dirs: &str) -> Runtime {
-        Runtime { bin_dirs: bin_dirs.to_string(), cache_dir: crate::TempDir::new("libcni"), env: Vec::new(), host_netns: None }
+        Runtime {
+            bin_dirs: bin_dirs.to_string(),
+            cache_dir: crate::TempDir::new("libcni"),
+            env: Vec::new(),
+            host_netns: None,
+        }
     }
 
     /// Runs libcni (and so every plugin) inside the named namespace, which

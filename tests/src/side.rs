@@ -199,7 +199,10 @@ pub fn lan_client(host: &Netns, tag: &str, host_ip: &str, client_ip: &str) -> Ne
     static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let client = Netns::new(tag);
     let peer = format!("lan{}", COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst));
-    crate::netns::run("ip", &["-n", &host.name, "link", "add", &peer, "type", "veth", "peer", "name", "eth0", "netns", &client.name]);
+    crate::netns::run(
+        "ip",
+        &["-n", &host.name, "link", "add", &peer, "type", "veth", "peer", "name", "eth0", "netns", &client.name],
+    );
     crate::netns::run("ip", &["-n", &host.name, "addr", "add", &format!("{host_ip}/24"), "dev", &peer]);
     crate::netns::run("ip", &["-n", &host.name, "link", "set", &peer, "up"]);
     crate::netns::run("ip", &["-n", &client.name, "addr", "add", &format!("{client_ip}/24"), "dev", "eth0"]);

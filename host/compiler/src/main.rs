@@ -14,9 +14,7 @@ fn main() -> ExitCode {
     };
     let result = std::fs::read(input)
         .map_err(|e| format!("reading {input}: {e}"))
-        .and_then(|wasm| {
-            cni_wasm_compiler::precompile(&wasm).map_err(|e| format!("compiling {input}: {e:#}"))
-        })
+        .and_then(|wasm| cni_wasm_compiler::precompile(&wasm).map_err(|e| format!("compiling {input}: {e:#}")))
         .and_then(|artifact| std::fs::write(output, artifact).map_err(|e| format!("writing {output}: {e}")));
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -14,7 +14,12 @@ use crate::context::HostState;
 use crate::journal::Entry;
 
 impl Host for HostState {
-    fn dump(&mut self, ns: Resource<NetnsHandle>, link: Option<String>, family: Option<IpFamily>) -> CallResult<Vec<Address>> {
+    fn dump(
+        &mut self,
+        ns: Resource<NetnsHandle>,
+        link: Option<String>,
+        family: Option<IpFamily>,
+    ) -> CallResult<Vec<Address>> {
         self.require(Capability::Addresses, "addresses.dump")?;
         let (_, ns) = self.netns(&ns)?;
         let addresses = native::dump(&ns, link.as_deref(), family.map(family_from_wit))?;
@@ -48,4 +53,3 @@ impl Host for HostState {
         Ok(())
     }
 }
-

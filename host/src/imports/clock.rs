@@ -24,7 +24,11 @@ impl Host for HostState {
         let deadline = self.process.deadline();
         if wake > deadline {
             std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
-            return Err(Error::new(ErrorKind::Timeout, format!("{}: sleeping {milliseconds} ms would pass the deadline", self.grants.plugin)).into());
+            return Err(Error::new(
+                ErrorKind::Timeout,
+                format!("{}: sleeping {milliseconds} ms would pass the deadline", self.grants.plugin),
+            )
+            .into());
         }
         std::thread::sleep(wake - Instant::now());
         Ok(())

@@ -48,7 +48,6 @@ pub fn family_from_wit(family: types::IpFamily) -> Family {
     }
 }
 
-
 pub fn result_to_wit(result: &protocol::CniResult) -> cni::CniResult {
     cni::CniResult {
         interfaces: result

@@ -10,8 +10,8 @@ use cni_wasm_capabilities::links as native;
 use cni_wasm_capabilities::{Error, ErrorKind};
 use wasmtime::component::Resource;
 
-use super::namespaces::{NetnsHandle, Which};
 use super::CallResult;
+use super::namespaces::{NetnsHandle, Which};
 use crate::bindings::cni_wasm::plugin::cni::Capability;
 use crate::bindings::cni_wasm::plugin::links::{
     BridgePort, BridgeVlan, Host, IpvlanMode, Link, LinkChange, LinkKind, LinkOptions, MacvlanMode, Master, OperState,
@@ -25,7 +25,11 @@ impl HostState {
     pub fn check_host_link(&self, which: Which, name: &str, doing: &str) -> CallResult<()> {
         // A sub-interface "<link>.<n>" (a VLAN gateway) goes with its link.
         let parent_named = name.rsplit_once('.').is_some_and(|(parent, _)| self.grants.names_host_link(parent));
-        if which == Which::Container || self.created_host_links.contains(name) || self.grants.names_host_link(name) || parent_named {
+        if which == Which::Container
+            || self.created_host_links.contains(name)
+            || self.grants.names_host_link(name)
+            || parent_named
+        {
             return Ok(());
         }
         Err(Error::new(

@@ -31,13 +31,19 @@ impl HostState {
     /// The container namespace of this invocation (CNI_NETNS).
     pub fn container_netns(&self) -> CallResult<Rc<Netns>> {
         let Some(path) = self.call.env.netns.as_deref() else {
-            return Err(Error::not_found(format!("{}: CNI_NETNS is empty: there is no container namespace", self.grants.plugin)).into());
+            return Err(Error::not_found(format!(
+                "{}: CNI_NETNS is empty: there is no container namespace",
+                self.grants.plugin
+            ))
+            .into());
         };
         if let Some(open) = self.process.open_container_ns(path) {
             return Ok(open);
         }
         if !cni_wasm_capabilities::netns::exists(path) {
-            return Err(Error::not_found(format!("{}: container netns {path} does not exist", self.grants.plugin)).into());
+            return Err(
+                Error::not_found(format!("{}: container netns {path} does not exist", self.grants.plugin)).into()
+            );
         }
         Ok(self.process.container_ns(path)?)
     }

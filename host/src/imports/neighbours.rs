@@ -15,12 +15,23 @@ use crate::bindings::cni_wasm::plugin::types::{IpAddress, IpFamily, MacAddress};
 use crate::context::HostState;
 
 impl Host for HostState {
-    fn dump(&mut self, _ns: Resource<NetnsHandle>, _link: Option<String>, _family: Option<IpFamily>) -> CallResult<Vec<Neighbour>> {
+    fn dump(
+        &mut self,
+        _ns: Resource<NetnsHandle>,
+        _link: Option<String>,
+        _family: Option<IpFamily>,
+    ) -> CallResult<Vec<Neighbour>> {
         self.require(Capability::Neighbours, "neighbours.dump")?;
         Err(self.not_implemented("neighbours.dump"))
     }
 
-    fn set(&mut self, _ns: Resource<NetnsHandle>, _link: String, _address: IpAddress, _mac: MacAddress) -> CallResult<()> {
+    fn set(
+        &mut self,
+        _ns: Resource<NetnsHandle>,
+        _link: String,
+        _address: IpAddress,
+        _mac: MacAddress,
+    ) -> CallResult<()> {
         self.require(Capability::Neighbours, "neighbours.set")?;
         Err(self.not_implemented("neighbours.set"))
     }

@@ -21,7 +21,8 @@ impl HostState {
     /// Chains the plugin owns: the manifest's patterns, and chain names the
     /// request config mentions (firewall's admin chain).
     fn owns_chain(&self, chain: &str) -> bool {
-        self.grants.iptables_chains.iter().any(|pattern| ownership::glob(pattern, chain)) || self.grants.names_chain(chain)
+        self.grants.iptables_chains.iter().any(|pattern| ownership::glob(pattern, chain))
+            || self.grants.names_chain(chain)
     }
 }
 
@@ -29,18 +30,30 @@ impl Host for HostState {
     fn nft_apply(&mut self, ns: Resource<NetnsHandle>, batch: String) -> CallResult<()> {
         self.require(Capability::Netfilter, "netfilter.nft-apply")?;
         let (_, netns) = self.netns(&ns)?;
-        ownership::check_nft_batch(&batch, &self.grants.nft_tables).map_err(|why| self.refuse("netfilter.nft-apply", why))?;
+        ownership::check_nft_batch(&batch, &self.grants.nft_tables)
+            .map_err(|why| self.refuse("netfilter.nft-apply", why))?;
         Ok(native::nft_apply(&netns, &batch, self.process.deadline())?)
     }
 
-    fn nft_list_table(&mut self, ns: Resource<NetnsHandle>, family: String, table: String) -> CallResult<Option<String>> {
+    fn nft_list_table(
+        &mut self,
+        ns: Resource<NetnsHandle>,
+        family: String,
+        table: String,
+    ) -> CallResult<Option<String>> {
         self.require(Capability::Netfilter, "netfilter.nft-list-table")?;
         let (_, netns) = self.netns(&ns)?;
         ownership::check_nft_name(&family, &table).map_err(|why| self.refuse("netfilter.nft-list-table", why))?;
         Ok(native::nft_list_table(&netns, &family, &table, self.process.deadline())?)
     }
 
-    fn iptables_restore(&mut self, ns: Resource<NetnsHandle>, family: IpFamily, table: String, rules: String) -> CallResult<()> {
+    fn iptables_restore(
+        &mut self,
+        ns: Resource<NetnsHandle>,
+        family: IpFamily,
+        table: String,
+        rules: String,
+    ) -> CallResult<()> {
         self.require(Capability::Netfilter, "netfilter.iptables-restore")?;
         let (_, netns) = self.netns(&ns)?;
         ownership::check_table_name(&table).map_err(|why| self.refuse("netfilter.iptables-restore", why))?;
@@ -107,19 +120,22 @@ pub mod ownership {
     pub fn check_nft_name(family: &str, table: &str) -> Result<(), String> {
         let families = ["ip", "ip6", "inet", "bridge", "arp", "netdev"];
         let plain = !table.is_empty() && table.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        if families.contains(&family) && plain { Ok(()) } else { Err(format!("bad nftables table {family:?} {table:?}")) }
+        if families.contains(&family) && plain {
+            Ok(())
+        } else {
+            Err(format!("bad nftables table {family:?} {table:?}"))
+        }
     }
 
     /// Every command of the batch must name a table in `owned` ("family
     /// name"); listing and ruleset-wide commands are refused.
     pub fn check_nft_batch(batch: &str, owned: &[String]) -> Result<(), String> {
         let value: Value = serde_json::from_str(batch).map_err(|e| format!("the batch is not JSON: {e}"))?;
-        let commands = value
-            .get("nftables")
-            .and_then(Value::as_array)
-            .ok_or("the batch must be {\"nftables\": [...]}")?;
+        let commands =
+            value.get("nftables").and_then(Value::as_array).ok_or("the batch must be {\"nftables\": [...]}")?;
         for command in commands {
-            let object = command.as_object().filter(|o| o.len() == 1).ok_or("each command must be an object with one verb")?;
+            let object =
+                command.as_object().filter(|o| o.len() == 1).ok_or("each command must be an object with one verb")?;
             let (verb, target) = object.iter().next().expect("one entry");
             match verb.as_str() {
                 "metainfo" => continue,
@@ -265,10 +281,29 @@ pub mod ownership {
 
         #[test]
         fn built_in_chains_only_get_jumps_to_owned_chains() {
-            assert!(check_iptables_rules("-A PREROUTING -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT", &portmap_owns).is_ok());
-            assert!(check_iptables_rules("-I POSTROUTING 1 -m comment --comment \"x y\" -j CNI-HOSTPORT-MASQ", &portmap_owns).is_ok());
-            for bad in ["-A PREROUTING -j DROP", "-D FORWARD 1", "-F POSTROUTING", ":FORWARD DROP [0:0]", "-P FORWARD DROP",
-                        "-A KUBE-SERVICES -j RETURN", "-X KUBE-MARK-MASQ", "-F", "*nat", "COMMIT"] {
+            assert!(
+                check_iptables_rules("-A PREROUTING -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT", &portmap_owns)
+                    .is_ok()
+            );
+            assert!(
+                check_iptables_rules(
+                    "-I POSTROUTING 1 -m comment --comment \"x y\" -j CNI-HOSTPORT-MASQ",
+                    &portmap_owns
+                )
+                .is_ok()
+            );
+            for bad in [
+                "-A PREROUTING -j DROP",
+                "-D FORWARD 1",
+                "-F POSTROUTING",
+                ":FORWARD DROP [0:0]",
+                "-P FORWARD DROP",
+                "-A KUBE-SERVICES -j RETURN",
+                "-X KUBE-MARK-MASQ",
+                "-F",
+                "*nat",
+                "COMMIT",
+            ] {
                 assert!(check_iptables_rules(bad, &portmap_owns).is_err(), "{bad}");
             }
         }

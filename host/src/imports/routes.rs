@@ -64,7 +64,8 @@ impl Host for HostState {
     fn dump(&mut self, ns: Resource<NetnsHandle>, filter: RouteFilter) -> CallResult<Vec<Route>> {
         self.require(Capability::Routes, "routes.dump")?;
         let (_, ns) = self.netns(&ns)?;
-        let filter = native::RouteFilter { family: filter.family.map(family_from_wit), table: filter.table, link: filter.link };
+        let filter =
+            native::RouteFilter { family: filter.family.map(family_from_wit), table: filter.table, link: filter.link };
         Ok(native::dump(&ns, &filter)?.into_iter().map(route).collect())
     }
 

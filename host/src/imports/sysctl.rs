@@ -17,7 +17,9 @@ use crate::context::HostState;
 fn link_of(key: &str) -> Option<&str> {
     let parts: Vec<&str> = key.split('/').collect();
     match parts.as_slice() {
-        ["net", "ipv4" | "ipv6", "conf" | "neigh", link, _setting] if *link != "all" && *link != "default" => Some(link),
+        ["net", "ipv4" | "ipv6", "conf" | "neigh", link, _setting] if *link != "all" && *link != "default" => {
+            Some(link)
+        }
         _ => None,
     }
 }
@@ -39,7 +41,10 @@ impl Host for HostState {
                 None => {
                     return Err(Error::new(
                         ErrorKind::Denied,
-                        format!("{}: writing sysctl {key} in the host netns refused: the manifest does not list it", self.grants.plugin),
+                        format!(
+                            "{}: writing sysctl {key} in the host netns refused: the manifest does not list it",
+                            self.grants.plugin
+                        ),
                     )
                     .into());
                 }

@@ -50,13 +50,17 @@ pub struct RequestConfig {
 impl RequestConfig {
     /// No config (VERSION reads no stdin).
     pub fn empty() -> RequestConfig {
-        RequestConfig { raw: b"{}".to_vec(), object: Map::new(), cni_version: version::CURRENT.to_string(), name: String::new() }
+        RequestConfig {
+            raw: b"{}".to_vec(),
+            object: Map::new(),
+            cni_version: version::CURRENT.to_string(),
+            name: String::new(),
+        }
     }
 
     pub fn parse(raw: Vec<u8>) -> Result<RequestConfig, CniError> {
-        let value: Value = serde_json::from_slice(&raw).map_err(|e| {
-            CniError::new(code::DECODING_FAILURE, format!("error unmarshall network config: {e}"))
-        })?;
+        let value: Value = serde_json::from_slice(&raw)
+            .map_err(|e| CniError::new(code::DECODING_FAILURE, format!("error unmarshall network config: {e}")))?;
         let Value::Object(object) = value else {
             return Err(CniError::new(code::DECODING_FAILURE, "error unmarshall network config: not a JSON object"));
         };
@@ -74,7 +78,10 @@ impl RequestConfig {
                 return Err(CniError::new(code::INVALID_NETWORK_CONFIG, "missing network name"));
             }
             Some(other) => {
-                return Err(CniError::new(code::DECODING_FAILURE, format!("network name must be a string, not {other}")));
+                return Err(CniError::new(
+                    code::DECODING_FAILURE,
+                    format!("network name must be a string, not {other}"),
+                ));
             }
         };
         if !is_valid_identifier(&name) {
@@ -99,7 +106,9 @@ impl RequestConfig {
             .or_else(|| get_ci(&self.object, "cni.dev/attachments"))
             .filter(|v| !v.is_null());
         let Some(list) = list else { return Ok(Vec::new()) };
-        let bad = || CniError::new(code::DECODING_FAILURE, "cni.dev/valid-attachments must be a list of {containerID, ifname}");
+        let bad = || {
+            CniError::new(code::DECODING_FAILURE, "cni.dev/valid-attachments must be a list of {containerID, ifname}")
+        };
         list.as_array()
             .ok_or_else(bad)?
             .iter()
@@ -187,7 +196,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.mapped_host_ports(), [8080, 53]);
-        assert_eq!(config.result_addresses(), ["10.0.0.2".parse::<std::net::IpAddr>().unwrap(), "fd00::2".parse().unwrap()]);
+        assert_eq!(
+            config.result_addresses(),
+            ["10.0.0.2".parse::<std::net::IpAddr>().unwrap(), "fd00::2".parse().unwrap()]
+        );
         assert!(parse(r#"{"name": "n"}"#).unwrap().mapped_host_ports().is_empty());
     }
 

@@ -76,16 +76,23 @@ impl Environment {
             ("CNI_IFNAME", command.is_attachment()),
             ("CNI_PATH", command != Command::Version),
         ];
-        let missing: Vec<&str> =
-            requirements.iter().filter(|(key, required)| *required && var(key).is_none()).map(|(key, _)| *key).collect();
+        let missing: Vec<&str> = requirements
+            .iter()
+            .filter(|(key, required)| *required && var(key).is_none())
+            .map(|(key, _)| *key)
+            .collect();
         if !missing.is_empty() {
-            return Err(CniError::new(code::INVALID_ENVIRONMENT, format!("required env variables [{}] missing", missing.join(","))));
+            return Err(CniError::new(
+                code::INVALID_ENVIRONMENT,
+                format!("required env variables [{}] missing", missing.join(",")),
+            ));
         }
         let container_id = var("CNI_CONTAINERID").unwrap_or_default();
         let ifname = var("CNI_IFNAME").unwrap_or_default();
         if command.is_attachment() {
             if !is_valid_identifier(&container_id) {
-                return Err(CniError::new(code::INVALID_ENVIRONMENT, "invalid characters in containerID").with_details(container_id));
+                return Err(CniError::new(code::INVALID_ENVIRONMENT, "invalid characters in containerID")
+                    .with_details(container_id));
             }
             validate_ifname(&ifname)?;
         }
@@ -140,7 +147,8 @@ mod tests {
 
     #[test]
     fn del_does_not_need_a_netns() {
-        let env = env(&[("CNI_COMMAND", "DEL"), ("CNI_CONTAINERID", "c1"), ("CNI_IFNAME", "eth0"), ("CNI_PATH", "/x")]).unwrap();
+        let env = env(&[("CNI_COMMAND", "DEL"), ("CNI_CONTAINERID", "c1"), ("CNI_IFNAME", "eth0"), ("CNI_PATH", "/x")])
+            .unwrap();
         assert_eq!(env.netns, None);
     }
 
@@ -157,8 +165,17 @@ mod tests {
     #[test]
     fn bad_container_ids_and_ifnames_are_code_4() {
         let base = [("CNI_COMMAND", "ADD"), ("CNI_NETNS", "/run/netns/x"), ("CNI_PATH", "/x")];
-        for (id, ifname) in [("-abc", "eth0"), ("a/b", "eth0"), ("a b", "eth0"), ("c", "0123456789abcdef"),
-                             ("c", "."), ("c", ".."), ("c", "a/b"), ("c", "a:b"), ("c", "a b")] {
+        for (id, ifname) in [
+            ("-abc", "eth0"),
+            ("a/b", "eth0"),
+            ("a b", "eth0"),
+            ("c", "0123456789abcdef"),
+            ("c", "."),
+            ("c", ".."),
+            ("c", "a/b"),
+            ("c", "a:b"),
+            ("c", "a b"),
+        ] {
             let mut pairs = base.to_vec();
             pairs.push(("CNI_CONTAINERID", id));
             pairs.push(("CNI_IFNAME", ifname));

@@ -57,7 +57,8 @@ impl Formatter for GoFormatter<'_> {
 /// Serializes like Go's MarshalIndent with a four-space indent.
 pub fn to_go_pretty<T: Serialize + ?Sized>(value: &T) -> String {
     let mut out = Vec::with_capacity(256);
-    let mut serializer = serde_json::Serializer::with_formatter(&mut out, GoFormatter(PrettyFormatter::with_indent(b"    ")));
+    let mut serializer =
+        serde_json::Serializer::with_formatter(&mut out, GoFormatter(PrettyFormatter::with_indent(b"    ")));
     value.serialize(&mut serializer).expect("serializing to memory cannot fail");
     String::from_utf8(out).expect("serde_json writes UTF-8")
 }

@@ -38,7 +38,10 @@ impl Version {
 }
 
 fn invalid(text: &str) -> CniError {
-    CniError::new(code::DECODING_FAILURE, format!("invalid version {text:?}: the version must be of the form major.minor.patch"))
+    CniError::new(
+        code::DECODING_FAILURE,
+        format!("invalid version {text:?}: the version must be of the form major.minor.patch"),
+    )
 }
 
 pub const V0_3_0: Version = Version(0, 3, 0);

@@ -121,8 +121,12 @@ fn collect_vlan_trunk(trunk: Option<&[VlanTrunk]>) -> Result<Vec<u16>> {
                 }
                 ids.extend(min..=max);
             }
-            (None, Some(_)) => return Err(internal("minID and maxID should be configured simultaneously, minID is missing")),
-            (Some(_), None) => return Err(internal("minID and maxID should be configured simultaneously, maxID is missing")),
+            (None, Some(_)) => {
+                return Err(internal("minID and maxID should be configured simultaneously, minID is missing"));
+            }
+            (Some(_), None) => {
+                return Err(internal("minID and maxID should be configured simultaneously, maxID is missing"));
+            }
             (None, None) => {}
         }
         if let Some(id) = item.id {
@@ -141,7 +145,11 @@ mod tests {
 
     #[test]
     fn defaults_and_mac_precedence() {
-        let conf = NetConf::load(r#"{"name":"n","runtimeConfig":{"mac":"aa:aa:aa:aa:aa:aa"},"args":{"cni":{"mac":"bb:bb:bb:bb:bb:bb"}}}"#, "MAC=cc:cc:cc:cc:cc:cc").unwrap();
+        let conf = NetConf::load(
+            r#"{"name":"n","runtimeConfig":{"mac":"aa:aa:aa:aa:aa:aa"},"args":{"cni":{"mac":"bb:bb:bb:bb:bb:bb"}}}"#,
+            "MAC=cc:cc:cc:cc:cc:cc",
+        )
+        .unwrap();
         assert_eq!(conf.bridge, "cni0");
         assert_eq!(conf.mac.as_deref(), Some("aa:aa:aa:aa:aa:aa"));
         let conf = NetConf::load(r#"{"name":"n"}"#, "MAC=cc:cc:cc:cc:cc:cc").unwrap();
@@ -152,7 +160,8 @@ mod tests {
     fn trunks_are_sorted_deduplicated_and_checked() {
         let conf = NetConf::load(r#"{"name":"n","vlanTrunk":[{"id":5},{"minID":3,"maxID":6}]}"#, "").unwrap();
         assert_eq!(conf.vlans, [3, 4, 5, 6]);
-        for bad in [r#"[{"minID":0,"maxID":3}]"#, r#"[{"minID":5,"maxID":3}]"#, r#"[{"maxID":3}]"#, r#"[{"id":4095}]"#] {
+        for bad in [r#"[{"minID":0,"maxID":3}]"#, r#"[{"minID":5,"maxID":3}]"#, r#"[{"maxID":3}]"#, r#"[{"id":4095}]"#]
+        {
             let config = format!(r#"{{"name":"n","vlanTrunk":{bad}}}"#);
             assert!(NetConf::load(&config, "").is_err(), "{bad}");
         }

@@ -9,12 +9,16 @@ mod spoofcheck;
 use cni_plugin_sdk::error::{Context, Result, internal};
 use cni_plugin_sdk::iface::{self, mac_string};
 use cni_plugin_sdk::ipam::{self, no_change};
-use cni_plugin_sdk::links::{self, BridgeOptions, BridgePort, BridgeVlan, Link, LinkChange, LinkKind, LinkOptions, Master, OperState};
+use cni_plugin_sdk::links::{
+    self, BridgeOptions, BridgePort, BridgeVlan, Link, LinkChange, LinkKind, LinkOptions, Master, OperState,
+};
 use cni_plugin_sdk::masquerade;
 use cni_plugin_sdk::namespaces::{self, Netns};
 use cni_plugin_sdk::net::{IpNet, ip_from_wit, ip_to_wit, next_ip, parse_mac};
 use cni_plugin_sdk::types::IpFamily;
-use cni_plugin_sdk::{Attachment, Capability, CniResult, Invocation, Manifest, addresses, clock, cni, neighbours, sysctl};
+use cni_plugin_sdk::{
+    Attachment, Capability, CniResult, Invocation, Manifest, addresses, clock, cni, neighbours, sysctl,
+};
 
 use crate::config::{DEFAULT_BRIDGE, NetConf};
 
@@ -49,7 +53,8 @@ impl cni_plugin_sdk::Plugin for Bridge {
         }
         let host = namespaces::host();
         let bridge = ensure_bridge(&host, &conf).context(format!("failed to create bridge {:?}", conf.bridge))?;
-        let container = namespaces::container().context(format!("failed to open netns {:?}", call.netns.clone().unwrap_or_default()))?;
+        let container = namespaces::container()
+            .context(format!("failed to open netns {:?}", call.netns.clone().unwrap_or_default()))?;
         let (host_veth, container_veth) = setup_veth(&container, &host, &conf, &call.ifname)?;
 
         let mut result = CniResult {
@@ -91,7 +96,9 @@ impl cni_plugin_sdk::Plugin for Bridge {
             }
             if conf.ip_masq {
                 let families = [IpFamily::Ipv4, IpFamily::Ipv6];
-                let _ = with_netfilter_lock(|| masquerade::teardown(&host, &conf.name, &call.ifname, &call.container_id, &families));
+                let _ = with_netfilter_lock(|| {
+                    masquerade::teardown(&host, &conf.name, &call.ifname, &call.container_id, &families)
+                });
             }
             return Err(error);
         }
@@ -99,7 +106,8 @@ impl cni_plugin_sdk::Plugin for Bridge {
         // Both MACs may have changed since: enslaving and addressing do that.
         let host_veth = links::get(&host, &host_veth.name)?.unwrap_or(host_veth);
         result.interfaces[1].mac = Some(mac_string(&host_veth));
-        let bridge = links::get(&host, &conf.bridge)?.ok_or_else(|| internal(format!("could not lookup {:?}", conf.bridge)))?;
+        let bridge =
+            links::get(&host, &conf.bridge)?.ok_or_else(|| internal(format!("could not lookup {:?}", conf.bridge)))?;
         result.interfaces[0].mac = Some(mac_string(&bridge));
         if conf.dns.is_set() {
             result.dns = conf.dns.to_result();
@@ -132,14 +140,17 @@ impl cni_plugin_sdk::Plugin for Bridge {
         }
         if conf.is_layer3() && conf.ip_masq {
             let families = masquerade::families_of(call.prev_result.as_ref());
-            with_netfilter_lock(|| masquerade::teardown(&host, &conf.name, &call.ifname, &call.container_id, &families))?;
+            with_netfilter_lock(|| {
+                masquerade::teardown(&host, &conf.name, &call.ifname, &call.container_id, &families)
+            })?;
         }
         Ok(())
     }
 
     fn check(call: &Invocation) -> Result<()> {
         let conf = NetConf::load(&call.config, &call.args)?;
-        let container = namespaces::container().context(format!("failed to open netns {:?}", call.netns.clone().unwrap_or_default()))?;
+        let container = namespaces::container()
+            .context(format!("failed to open netns {:?}", call.netns.clone().unwrap_or_default()))?;
         // The reference runs IPAM CHECK even without IPAM, which fails.
         if conf.is_layer3() {
             ipam::exec_check(&conf.ipam.plugin_type)?;
@@ -180,7 +191,14 @@ impl cni_plugin_sdk::Plugin for Bridge {
 }
 
 fn interface(name: &str, mac: &str, sandbox: Option<String>) -> cni::NetworkInterface {
-    cni::NetworkInterface { name: name.into(), mac: Some(mac.into()), mtu: None, sandbox, socket_path: None, pci_id: None }
+    cni::NetworkInterface {
+        name: name.into(),
+        mac: Some(mac.into()),
+        mtu: None,
+        sandbox,
+        socket_path: None,
+        pci_id: None,
+    }
 }
 
 /// Serializes the read-modify-write of shared netfilter chains with other
@@ -200,7 +218,8 @@ fn ensure_bridge(host: &Netns, conf: &NetConf) -> Result<Link> {
         Err(e) if e.is_already_exists() => {}
         Err(e) => return Err(internal(format!("could not add {:?}: {}", conf.bridge, e.message))),
     }
-    let bridge = links::get(host, &conf.bridge)?.ok_or_else(|| internal(format!("could not lookup {:?}", conf.bridge)))?;
+    let bridge =
+        links::get(host, &conf.bridge)?.ok_or_else(|| internal(format!("could not lookup {:?}", conf.bridge)))?;
     if bridge.kind.as_deref() != Some("bridge") {
         return Err(internal(format!("{:?} already exists but is not a bridge", conf.bridge)));
     }
@@ -219,7 +238,8 @@ fn setup_veth(container: &Netns, host: &Netns, conf: &NetConf, ifname: &str) -> 
         Some(text) => Some(parse_mac(text).ok_or_else(|| internal(format!("invalid MAC address: {text}")))?),
         None => None,
     };
-    let (host_veth, container_veth) = iface::setup_veth(container, host, ifname, (conf.mtu > 0).then_some(conf.mtu), mac)?;
+    let (host_veth, container_veth) =
+        iface::setup_veth(container, host, ifname, (conf.mtu > 0).then_some(conf.mtu), mac)?;
     let name = &host_veth.name;
     links::set(host, name, &LinkChange { master: Some(Master::Attach(conf.bridge.clone())), ..no_change() })
         .context(format!("failed to connect {name:?} to bridge {}", conf.bridge))?;
@@ -249,14 +269,22 @@ fn setup_vlans(host: &Netns, port: &str, conf: &NetConf) -> Result<()> {
     }
     if conf.vlan == 0 && !conf.vlans.is_empty() {
         let native = BridgeVlan { id: 1, pvid: true, untagged: true };
-        links::add_bridge_vlan(host, port, native).context(format!("failed to setup default native vlan tag on interface {port:?}"))?;
+        links::add_bridge_vlan(host, port, native)
+            .context(format!("failed to setup default native vlan tag on interface {port:?}"))?;
     }
     Ok(())
 }
 
 /// IPAM, the container's addresses and routes, the gateways on the bridge,
 /// forwarding and masquerading.
-fn configure_layer3(conf: &NetConf, call: &Invocation, host: &Netns, container: &Netns, bridge: &Link, result: &mut CniResult) -> Result<()> {
+fn configure_layer3(
+    conf: &NetConf,
+    call: &Invocation,
+    host: &Netns,
+    container: &Netns,
+    bridge: &Link,
+    result: &mut CniResult,
+) -> Result<()> {
     let ipam_result = ipam::exec_add(&conf.ipam.plugin_type)?;
     result.ips = ipam_result.ips;
     result.routes = ipam_result.routes;
@@ -325,7 +353,8 @@ fn calculate_gateways(conf: &NetConf, result: &mut CniResult) -> (Vec<IpNet>, Ve
         let v4 = address.is_ipv4();
         let found = if v4 { &mut default_route_found.0 } else { &mut default_route_found.1 };
         if conf.is_default_gateway && !*found {
-            let default = IpNet { addr: if v4 { "0.0.0.0".parse().unwrap() } else { "::".parse().unwrap() }, prefix: 0 };
+            let default =
+                IpNet { addr: if v4 { "0.0.0.0".parse().unwrap() } else { "::".parse().unwrap() }, prefix: 0 };
             *found = result.routes.iter().any(|r| r.gw.is_some() && IpNet::from_wit(&r.dst) == default);
             if !*found {
                 result.routes.push(cni::Route {
@@ -354,7 +383,14 @@ fn calculate_gateways(conf: &NetConf, result: &mut CniResult) -> (Vec<IpNet>, Ve
 /// an IPv6 one may hold several unless prefixes overlap; `force` replaces
 /// a conflicting address instead of failing. Then pins the link's MAC to
 /// `mac`.
-fn ensure_address(host: &Netns, link: &str, family: IpFamily, address: IpNet, force: bool, mac: Option<Vec<u8>>) -> Result<()> {
+fn ensure_address(
+    host: &Netns,
+    link: &str,
+    family: IpFamily,
+    address: IpNet,
+    force: bool,
+    mac: Option<Vec<u8>>,
+) -> Result<()> {
     for existing in addresses::dump(host, Some(link), Some(family)).context("could not get list of IP addresses")? {
         let existing = IpNet::from_wit(&existing.address);
         if existing == address {
@@ -364,7 +400,8 @@ fn ensure_address(host: &Netns, link: &str, family: IpFamily, address: IpNet, fo
             if !force {
                 return Err(internal(format!("{link:?} already has an IP address different from {address}")));
             }
-            addresses::delete(host, link, existing.to_wit()).context(format!("could not remove IP address from {link:?}"))?;
+            addresses::delete(host, link, existing.to_wit())
+                .context(format!("could not remove IP address from {link:?}"))?;
         }
     }
     match addresses::add(host, link, address.to_wit()) {
@@ -441,12 +478,11 @@ fn announce(container: &Netns, ifname: &str, result: &CniResult, dad: bool) {
 fn check_interfaces(conf: &NetConf, call: &Invocation, container: &Netns, previous: &CniResult) -> Result<()> {
     let host = namespaces::host();
     let bridge_entry = previous.interfaces.iter().find(|i| i.name == conf.bridge);
-    let container_entry = previous
-        .interfaces
-        .iter()
-        .find(|i| i.name == call.ifname && i.sandbox.as_deref() == call.netns.as_deref());
+    let container_entry =
+        previous.interfaces.iter().find(|i| i.name == call.ifname && i.sandbox.as_deref() == call.netns.as_deref());
     let bridge_entry = bridge_entry.ok_or_else(|| internal("Interface name missing "))?;
-    let bridge = links::get(&host, &bridge_entry.name)?.ok_or_else(|| internal(format!("Interface name {} not found", bridge_entry.name)))?;
+    let bridge = links::get(&host, &bridge_entry.name)?
+        .ok_or_else(|| internal(format!("Interface name {} not found", bridge_entry.name)))?;
     if bridge.kind.as_deref() != Some("bridge") {
         return Err(internal(format!("Interface {} does not have link type of bridge", bridge.name)));
     }

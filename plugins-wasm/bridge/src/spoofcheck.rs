@@ -39,9 +39,21 @@ pub fn setup(host: &Netns, host_veth: &str, container_mac: &str, ref_id: &str) -
     let mut rules = NftBatch::new();
     rules.flush_chain(FAMILY, TABLE, &iface_chain);
     rules.flush_chain(FAMILY, TABLE, &mac_chain);
-    rules.add_rule(FAMILY, TABLE, BASE_CHAIN, vec![expr::meta("iifname", "==", json!(host_veth)), expr::jump(&iface_chain)], Some(&comment));
+    rules.add_rule(
+        FAMILY,
+        TABLE,
+        BASE_CHAIN,
+        vec![expr::meta("iifname", "==", json!(host_veth)), expr::jump(&iface_chain)],
+        Some(&comment),
+    );
     rules.add_rule(FAMILY, TABLE, &iface_chain, vec![expr::jump(&mac_chain)], Some(&comment));
-    rules.add_rule(FAMILY, TABLE, &mac_chain, vec![expr::payload("ether", "saddr", "==", json!(container_mac)), expr::ret()], Some(&comment));
+    rules.add_rule(
+        FAMILY,
+        TABLE,
+        &mac_chain,
+        vec![expr::payload("ether", "saddr", "==", json!(container_mac)), expr::ret()],
+        Some(&comment),
+    );
     rules.add_rule(FAMILY, TABLE, &mac_chain, vec![expr::drop()], Some(&comment));
     rules.apply(host)
 }

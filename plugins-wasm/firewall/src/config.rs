@@ -109,8 +109,11 @@ impl Conf {
             _ if !strict => IngressPolicy::Open,
             other => return Err(internal(format!("unknown ingress policy: {other:?}"))),
         };
-        let admin_chain =
-            if raw.iptables_admin_chain_name.is_empty() { DEFAULT_ADMIN_CHAIN.to_string() } else { raw.iptables_admin_chain_name };
+        let admin_chain = if raw.iptables_admin_chain_name.is_empty() {
+            DEFAULT_ADMIN_CHAIN.to_string()
+        } else {
+            raw.iptables_admin_chain_name
+        };
         if strict {
             check_chain_name(&admin_chain)?;
         }
@@ -198,8 +201,14 @@ mod tests {
 
     #[test]
     fn bad_policies_and_chain_names_are_refused() {
-        assert_eq!(Conf::load(r#"{"name": "n", "ingressPolicy": "closed"}"#).unwrap_err().msg, "unknown ingress policy: \"closed\"");
-        assert!(Conf::load_for_del(r#"{"name": "n", "ingressPolicy": "closed", "iptablesAdminChainName": "-X"}"#).is_ok(), "DEL goes on");
+        assert_eq!(
+            Conf::load(r#"{"name": "n", "ingressPolicy": "closed"}"#).unwrap_err().msg,
+            "unknown ingress policy: \"closed\""
+        );
+        assert!(
+            Conf::load_for_del(r#"{"name": "n", "ingressPolicy": "closed", "iptablesAdminChainName": "-X"}"#).is_ok(),
+            "DEL goes on"
+        );
         for bad in ["A-CHAIN-NAME-LONGER-THAN-28-CHARS", "with space", "-X", "quo\"te"] {
             let config = serde_json::json!({"name": "n", "iptablesAdminChainName": bad}).to_string();
             assert_eq!(Conf::load(&config).unwrap_err().code, 7, "{bad}");

@@ -60,7 +60,9 @@ pub fn add(zones: &impl Zones, zone: &str, ips: &[IpNet]) -> Result<()> {
 /// zone), which it returns for the log: the reference ignores them.
 pub fn remove(zones: &impl Zones, zone: &str, ips: &[IpNet]) -> Vec<String> {
     ips.iter()
-        .filter_map(|ip| zones.remove_source(zone, &ip.to_string()).err().map(|e| format!("removing {ip} from zone {zone}: {e}")))
+        .filter_map(|ip| {
+            zones.remove_source(zone, &ip.to_string()).err().map(|e| format!("removing {ip} from zone {zone}: {e}"))
+        })
         .collect()
 }
 
@@ -104,7 +106,11 @@ mod tests {
 
         fn remove_source(&self, zone: &str, source: &str) -> Result<(), String> {
             self.calls.borrow_mut().push(format!("removeSource {zone} {source}"));
-            if self.sources.borrow_mut().remove(&(zone.into(), source.into())) { Ok(()) } else { Err("UNKNOWN_SOURCE".into()) }
+            if self.sources.borrow_mut().remove(&(zone.into(), source.into())) {
+                Ok(())
+            } else {
+                Err("UNKNOWN_SOURCE".into())
+            }
         }
 
         fn query_source(&self, zone: &str, source: &str) -> Result<bool, String> {
@@ -123,7 +129,12 @@ mod tests {
         add(&firewalld, "trusted", &addresses).unwrap();
         assert_eq!(*firewalld.calls.borrow(), ["addSource trusted 10.88.0.2/32", "addSource trusted fd88::2/128"]);
         check(&firewalld, "trusted", &addresses).unwrap();
-        assert!(check(&firewalld, "public", &addresses).unwrap_err().msg.contains("failed to find the address 10.88.0.2/32 in public zone"));
+        assert!(
+            check(&firewalld, "public", &addresses)
+                .unwrap_err()
+                .msg
+                .contains("failed to find the address 10.88.0.2/32 in public zone")
+        );
         assert!(remove(&firewalld, "trusted", &addresses).is_empty());
         assert!(firewalld.sources.borrow().is_empty());
         assert!(check(&firewalld, "trusted", &addresses).is_err(), "CHECK fails once the sources are gone");

@@ -33,8 +33,10 @@ const ADMIN_COMMENT: &str = "CNI firewall plugin admin overrides";
 /// first, which we write; upstream's since it added "isolated", which we
 /// accept as the same rule, so a host the newer reference also served does
 /// not get the rules twice.
-const SHARED_ISOLATION_COMMENTS: [&str; 2] =
-    ["CNI firewall plugin rules (ingressPolicy: same-bridge)", "CNI firewall plugin rules (ingressPolicy: same-bridge|isolated)"];
+const SHARED_ISOLATION_COMMENTS: [&str; 2] = [
+    "CNI firewall plugin rules (ingressPolicy: same-bridge)",
+    "CNI firewall plugin rules (ingressPolicy: same-bridge|isolated)",
+];
 
 /// The bridge whose traffic the ingress policy restricts.
 #[derive(Debug, Clone)]
@@ -224,7 +226,8 @@ pub fn remove_all(host: &Netns, ips: &[IpNet]) -> Result<()> {
 /// creates nothing: a missing chain is reported, not made.
 pub fn check(host: &Netns, admin_chain: &str, ips: &[IpNet], isolation: Option<&Isolation>) -> Result<()> {
     for family in families(ips) {
-        let table = IptablesTable::read(host, family, TABLE).context(format!("reading the {} filter table", family_name(family)))?;
+        let table = IptablesTable::read(host, family, TABLE)
+            .context(format!("reading the {} filter table", family_name(family)))?;
         require(&table, "FORWARD", &[forward_jump()])?;
         require(&table, FORWARD_CHAIN, &[admin_jump(admin_chain)])?;
         for ip in of_family(ips, family) {
@@ -244,7 +247,8 @@ pub fn check(host: &Netns, admin_chain: &str, ips: &[IpNet], isolation: Option<&
 /// CHECK of the isolation rules alone (the firewalld backend's).
 pub fn check_isolation(host: &Netns, ips: &[IpNet], isolation: &Isolation) -> Result<()> {
     for family in families(ips) {
-        let table = IptablesTable::read(host, family, TABLE).context(format!("reading the {} filter table", family_name(family)))?;
+        let table = IptablesTable::read(host, family, TABLE)
+            .context(format!("reading the {} filter table", family_name(family)))?;
         check_isolation_in(&table, isolation)?;
     }
     Ok(())
@@ -268,7 +272,8 @@ fn require(table: &IptablesTable, chain: &str, variants: &[String]) -> Result<()
 /// Whether both families' filter tables can be read (STATUS).
 pub fn usable(host: &Netns) -> Result<()> {
     for family in [IpFamily::Ipv4, IpFamily::Ipv6] {
-        IptablesTable::read(host, family, TABLE).context(format!("could not initialize iptables protocol {}", family_name(family)))?;
+        IptablesTable::read(host, family, TABLE)
+            .context(format!("could not initialize iptables protocol {}", family_name(family)))?;
     }
     Ok(())
 }
@@ -281,9 +286,15 @@ mod tests {
     fn rules_are_written_as_iptables_save_prints_the_references() {
         // Copied from iptables-save after the Debian reference's ADD.
         assert_eq!(forward_jump(), r#"-m comment --comment "CNI firewall plugin rules" -j CNI-FORWARD"#);
-        assert_eq!(admin_jump("CNI-ADMIN"), r#"-m comment --comment "CNI firewall plugin admin overrides" -j CNI-ADMIN"#);
+        assert_eq!(
+            admin_jump("CNI-ADMIN"),
+            r#"-m comment --comment "CNI firewall plugin admin overrides" -j CNI-ADMIN"#
+        );
         let ip: IpNet = "10.89.0.2/32".parse().unwrap();
-        assert_eq!(address_rules(&ip), ["-d 10.89.0.2/32 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT", "-s 10.89.0.2/32 -j ACCEPT"]);
+        assert_eq!(
+            address_rules(&ip),
+            ["-d 10.89.0.2/32 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT", "-s 10.89.0.2/32 -j ACCEPT"]
+        );
         let rules = isolation_rules(&Isolation { bridge: "cni-podman0".into(), policy: IngressPolicy::SameBridge });
         let written: Vec<(&str, &str)> = rules.iter().map(|(chain, _, v)| (*chain, v[0].as_str())).collect();
         let comment = r#""CNI firewall plugin rules (ingressPolicy: same-bridge)""#;
@@ -291,7 +302,11 @@ mod tests {
             written,
             [
                 ("FORWARD", format!("-m comment --comment {comment} -j CNI-ISOLATION-STAGE-1").as_str()),
-                (STAGE_1, format!("-i cni-podman0 ! -o cni-podman0 -m comment --comment {comment} -j CNI-ISOLATION-STAGE-2").as_str()),
+                (
+                    STAGE_1,
+                    format!("-i cni-podman0 ! -o cni-podman0 -m comment --comment {comment} -j CNI-ISOLATION-STAGE-2")
+                        .as_str()
+                ),
                 (STAGE_1, format!("-m comment --comment {comment} -j RETURN").as_str()),
                 (STAGE_2, format!("-o cni-podman0 -m comment --comment {comment} -j DROP").as_str()),
                 (STAGE_2, format!("-m comment --comment {comment} -j RETURN").as_str()),

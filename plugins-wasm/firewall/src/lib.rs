@@ -71,7 +71,9 @@ impl cni_plugin_sdk::Plugin for Firewall {
         }
         match backend {
             Backend::Iptables => iptables::add(&host, &conf.admin_chain, &ips, isolation.as_ref())?,
-            Backend::Nftables => nftables::add(&host, &conf.name, &call.ifname, &call.container_id, &ips, isolation.as_ref())?,
+            Backend::Nftables => {
+                nftables::add(&host, &conf.name, &call.ifname, &call.container_id, &ips, isolation.as_ref())?
+            }
             Backend::Firewalld => {
                 firewalld::add(&firewalld::SystemBus, &conf.zone, &ips)?;
                 // The reference isolates bridges with iptables whatever the
@@ -133,7 +135,9 @@ impl cni_plugin_sdk::Plugin for Firewall {
         }
         match backend {
             Backend::Iptables => iptables::check(&host, &conf.admin_chain, &ips, isolation.as_ref()),
-            Backend::Nftables => nftables::check(&host, &conf.name, &call.ifname, &call.container_id, &ips, isolation.as_ref()),
+            Backend::Nftables => {
+                nftables::check(&host, &conf.name, &call.ifname, &call.container_id, &ips, isolation.as_ref())
+            }
             Backend::Firewalld => {
                 firewalld::check(&firewalld::SystemBus, &conf.zone, &ips)?;
                 match &isolation {
@@ -198,7 +202,9 @@ impl cni_plugin_sdk::Plugin for Firewall {
 fn load(config: &str) -> Result<Conf> {
     let conf = Conf::load(config)?;
     if let Some(name) = &conf.unknown_backend {
-        cni_plugin_sdk::warn!("firewall: unknown backend {name:?}, using the default (firewalld if running, else iptables)");
+        cni_plugin_sdk::warn!(
+            "firewall: unknown backend {name:?}, using the default (firewalld if running, else iptables)"
+        );
     }
     Ok(conf)
 }

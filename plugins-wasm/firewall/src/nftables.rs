@@ -26,11 +26,11 @@
 //! An `accept` here ends only this table's forward chain: unlike iptables'
 //! CNI-FORWARD it cannot override another table's drop.
 
+use cni_plugin_sdk::Attachment;
 use cni_plugin_sdk::error::{Result, internal};
 use cni_plugin_sdk::namespaces::Netns;
 use cni_plugin_sdk::net::IpNet;
 use cni_plugin_sdk::netfilter::{NftBatch, NftTable, expr, hash_with_prefix};
-use cni_plugin_sdk::Attachment;
 use serde_json::{Value, json};
 
 use crate::config::IngressPolicy;
@@ -78,7 +78,11 @@ fn address_rules(ip: &IpNet) -> [Vec<Value>; 2] {
     let family = ip_family(ip);
     let address = json!(ip.addr.to_string());
     [
-        vec![expr::payload(family, "daddr", "==", address.clone()), expr::ct_state(&["established", "related"]), expr::accept()],
+        vec![
+            expr::payload(family, "daddr", "==", address.clone()),
+            expr::ct_state(&["established", "related"]),
+            expr::accept(),
+        ],
         vec![expr::payload(family, "saddr", "==", address), expr::accept()],
     ]
 }
@@ -103,7 +107,11 @@ fn isolation_rules(isolation: &Isolation) -> Vec<(&'static str, String, Vec<Valu
             vec![interface("iifname", "==", bridge), interface("oifname", "==", bridge), expr::drop()],
         ));
     }
-    rules.push((STAGE_2, format!("ingressPolicy: same-bridge|isolated, bridge: {bridge}"), vec![interface("oifname", "==", bridge), expr::drop()]));
+    rules.push((
+        STAGE_2,
+        format!("ingressPolicy: same-bridge|isolated, bridge: {bridge}"),
+        vec![interface("oifname", "==", bridge), expr::drop()],
+    ));
     rules
 }
 
@@ -134,7 +142,14 @@ fn ensure_layout(existing: Option<&NftTable>, batch: &mut NftBatch) {
 /// ADD, in one transaction: the layout, the attachment's rules (replacing
 /// any an earlier ADD of the same attachment left), the bridge's isolation
 /// rules unless present.
-pub fn add(host: &Netns, network: &str, ifname: &str, container_id: &str, ips: &[IpNet], isolation: Option<&Isolation>) -> Result<()> {
+pub fn add(
+    host: &Netns,
+    network: &str,
+    ifname: &str,
+    container_id: &str,
+    ips: &[IpNet],
+    isolation: Option<&Isolation>,
+) -> Result<()> {
     let existing = NftTable::read(host, FAMILY, TABLE)?;
     let mut batch = NftBatch::new();
     ensure_layout(existing.as_ref(), &mut batch);
@@ -152,7 +167,8 @@ pub fn add(host: &Netns, network: &str, ifname: &str, container_id: &str, ips: &
     }
     if let Some(isolation) = isolation {
         for (chain, comment, rule) in isolation_rules(isolation) {
-            let present = existing.iter().flat_map(|t| t.rules_in(chain)).any(|r| r.comment.as_deref() == Some(comment.as_str()));
+            let present =
+                existing.iter().flat_map(|t| t.rules_in(chain)).any(|r| r.comment.as_deref() == Some(comment.as_str()));
             if !present {
                 batch.add_rule(FAMILY, TABLE, chain, rule, Some(&comment));
             }
@@ -172,7 +188,9 @@ pub fn remove(host: &Netns, network: &str, ifname: &str, container_id: &str) -> 
 pub fn gc(host: &Netns, network: &str, valid: &[Attachment]) -> Result<()> {
     let prefix = format!("{}-", network_hash(network));
     let keep: Vec<String> = valid.iter().map(|a| instance_hash(network, &a.ifname, &a.container_id)).collect();
-    delete_container_rules(host, |comment| comment.starts_with(&prefix) && !keep.iter().any(|k| comment.starts_with(k.as_str())))
+    delete_container_rules(host, |comment| {
+        comment.starts_with(&prefix) && !keep.iter().any(|k| comment.starts_with(k.as_str()))
+    })
 }
 
 fn delete_container_rules(host: &Netns, matches: impl Fn(&str) -> bool) -> Result<()> {
@@ -188,17 +206,32 @@ fn delete_container_rules(host: &Netns, matches: impl Fn(&str) -> bool) -> Resul
 
 /// CHECK: the layout, both rules of every address with the attachment's
 /// comment, and the bridge's isolation rules.
-pub fn check(host: &Netns, network: &str, ifname: &str, container_id: &str, ips: &[IpNet], isolation: Option<&Isolation>) -> Result<()> {
-    let table = NftTable::read(host, FAMILY, TABLE)?.ok_or_else(|| internal(format!("nftables table {FAMILY} {TABLE} not found")))?;
+pub fn check(
+    host: &Netns,
+    network: &str,
+    ifname: &str,
+    container_id: &str,
+    ips: &[IpNet],
+    isolation: Option<&Isolation>,
+) -> Result<()> {
+    let table = NftTable::read(host, FAMILY, TABLE)?
+        .ok_or_else(|| internal(format!("nftables table {FAMILY} {TABLE} not found")))?;
     if !layout_complete(&table) {
         return Err(internal(format!("nftables table {FAMILY} {TABLE} lacks its chains or the jumps from {FORWARD}")));
     }
     let comment = instance_comment(network, ifname, container_id);
-    let ours: Vec<&Value> = table.rules_in(CONTAINERS).filter(|r| r.comment.as_deref() == Some(comment.as_str())).map(|r| &r.expr).collect();
+    let ours: Vec<&Value> = table
+        .rules_in(CONTAINERS)
+        .filter(|r| r.comment.as_deref() == Some(comment.as_str()))
+        .map(|r| &r.expr)
+        .collect();
     for ip in ips {
         for rule in address_rules(ip) {
             if !ours.iter().any(|expr| same_rule(expr, &rule)) {
-                return Err(internal(format!("expected nftables rule for {} in chain {CONTAINERS} not found", ip.addr)));
+                return Err(internal(format!(
+                    "expected nftables rule for {} in chain {CONTAINERS} not found",
+                    ip.addr
+                )));
             }
         }
     }
@@ -226,7 +259,10 @@ fn same_flags(a: &Value, b: &Value) -> bool {
         v.sort_by_key(|x| x.to_string());
         v
     };
-    a["match"]["left"] == b["match"]["left"] && a["match"]["op"] == b["match"]["op"] && sorted(a) == sorted(b) && !sorted(a).is_empty()
+    a["match"]["left"] == b["match"]["left"]
+        && a["match"]["op"] == b["match"]["op"]
+        && sorted(a) == sorted(b)
+        && !sorted(a).is_empty()
 }
 
 /// Whether nftables can be used here (STATUS).
@@ -265,7 +301,10 @@ mod tests {
 
     #[test]
     fn the_layout_is_complete_only_with_every_chain_and_jump() {
-        let mut table = NftTable { chains: vec![FORWARD.into(), ADMIN.into(), CONTAINERS.into(), STAGE_1.into(), STAGE_2.into()], rules: vec![] };
+        let mut table = NftTable {
+            chains: vec![FORWARD.into(), ADMIN.into(), CONTAINERS.into(), STAGE_1.into(), STAGE_2.into()],
+            rules: vec![],
+        };
         assert!(!layout_complete(&table));
         for (handle, chain) in JUMPS.iter().enumerate() {
             table.rules.push(cni_plugin_sdk::netfilter::NftRule {

@@ -15,7 +15,14 @@ pub struct Allocation {
     pub gateway: IpAddr,
 }
 
-pub fn allocate(store: &Store, set: &RangeSet, index: usize, container_id: &str, ifname: &str, requested: Option<IpAddr>) -> Result<Allocation> {
+pub fn allocate(
+    store: &Store,
+    set: &RangeSet,
+    index: usize,
+    container_id: &str,
+    ifname: &str,
+    requested: Option<IpAddr>,
+) -> Result<Allocation> {
     if let Some(ip) = requested {
         let range = set
             .iter()
@@ -25,7 +32,10 @@ pub fn allocate(store: &Store, set: &RangeSet, index: usize, container_id: &str,
             return Err(internal(format!("requested ip {ip} is subnet's gateway")));
         }
         if !store.reserve(container_id, ifname, ip, index)? {
-            return Err(internal(format!("requested IP address {ip} is not available in range set {}", set_to_string(set))));
+            return Err(internal(format!(
+                "requested IP address {ip} is not available in range set {}",
+                set_to_string(set)
+            )));
         }
         return Ok(Allocation { address: IpNet { addr: ip, prefix: range.subnet.prefix }, gateway: range.gateway });
     }
@@ -33,7 +43,9 @@ pub fn allocate(store: &Store, set: &RangeSet, index: usize, container_id: &str,
     // The CNI spec does not allow a second ADD for the same attachment.
     for ip in store.find(container_id, ifname)? {
         if set_contains(set, ip) {
-            return Err(internal(format!("{ip} has been allocated to {container_id}, duplicate allocation is not allowed")));
+            return Err(internal(format!(
+                "{ip} has been allocated to {container_id}, duplicate allocation is not allowed"
+            )));
         }
     }
     let mut candidates = Candidates::new(set, store.last_reserved(index)?);

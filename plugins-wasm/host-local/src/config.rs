@@ -107,7 +107,12 @@ pub fn load(config: &str, cni_args: &str) -> Result<IpamConfig> {
     // runtimeConfig.ipRanges, then the legacy range, then `ranges`.
     let mut raw_sets = net.runtime_config.ip_ranges;
     if let Some(subnet) = ipam.subnet.filter(|s| !s.is_empty()) {
-        raw_sets.push(vec![RangeJson { range_start: ipam.range_start, range_end: ipam.range_end, subnet, gateway: ipam.gateway }]);
+        raw_sets.push(vec![RangeJson {
+            range_start: ipam.range_start,
+            range_end: ipam.range_end,
+            subnet,
+            gateway: ipam.gateway,
+        }]);
     }
     raw_sets.extend(ipam.ranges);
     if raw_sets.is_empty() {
@@ -121,7 +126,10 @@ pub fn load(config: &str, cni_args: &str) -> Result<IpamConfig> {
     let v4 = ranges.iter().filter(|set| set[0].start.is_ipv4()).count();
     let v6 = ranges.len() - v4;
     if (v4 > 1 || v6 > 1) && !version_at_least_0_3_0(&net.cni_version) {
-        return Err(internal(format!("CNI version {} does not support more than 1 address per family", net.cni_version)));
+        return Err(internal(format!(
+            "CNI version {} does not support more than 1 address per family",
+            net.cni_version
+        )));
     }
     for i in 0..ranges.len() {
         for j in i + 1..ranges.len() {
@@ -130,13 +138,7 @@ pub fn load(config: &str, cni_args: &str) -> Result<IpamConfig> {
             }
         }
     }
-    Ok(IpamConfig {
-        name: net.name,
-        ranges,
-        routes: ipam.routes,
-        resolv_conf: ipam.resolv_conf,
-        requested,
-    })
+    Ok(IpamConfig { name: net.name, ranges, routes: ipam.routes, resolv_conf: ipam.resolv_conf, requested })
 }
 
 /// `ip.IP`: an address, or a CIDR whose address is taken.
@@ -215,7 +217,10 @@ impl Range {
 
     fn overlaps(&self, other: &Range) -> bool {
         self.start.is_ipv4() == other.start.is_ipv4()
-            && (self.contains(other.start) || self.contains(other.end) || other.contains(self.start) || other.contains(self.end))
+            && (self.contains(other.start)
+                || self.contains(other.end)
+                || other.contains(self.start)
+                || other.contains(self.end))
     }
 }
 
@@ -248,16 +253,28 @@ mod tests {
     #[test]
     fn defaults_skip_the_network_and_ipv4_broadcast() {
         let r = range("10.1.2.0/24");
-        assert_eq!((r.start.to_string(), r.end.to_string(), r.gateway.to_string()), ("10.1.2.1".into(), "10.1.2.254".into(), "10.1.2.1".into()));
+        assert_eq!(
+            (r.start.to_string(), r.end.to_string(), r.gateway.to_string()),
+            ("10.1.2.1".into(), "10.1.2.254".into(), "10.1.2.1".into())
+        );
         let r = range("fd00::/120");
         assert_eq!(r.end.to_string(), "fd00::ff", "IPv6 has no broadcast address");
     }
 
     #[test]
     fn rejects_small_and_misaligned_subnets() {
-        assert!(canonicalize(&RangeJson { subnet: "10.0.0.0/31".into(), ..Default::default() }).unwrap_err().contains("too small"));
-        assert!(canonicalize(&RangeJson { subnet: "10.0.0.5/24".into(), ..Default::default() }).unwrap_err().contains("host bits"));
-        let outside = RangeJson { subnet: "10.0.0.0/24".into(), range_start: Some("10.0.1.1".into()), ..Default::default() };
+        assert!(
+            canonicalize(&RangeJson { subnet: "10.0.0.0/31".into(), ..Default::default() })
+                .unwrap_err()
+                .contains("too small")
+        );
+        assert!(
+            canonicalize(&RangeJson { subnet: "10.0.0.5/24".into(), ..Default::default() })
+                .unwrap_err()
+                .contains("host bits")
+        );
+        let outside =
+            RangeJson { subnet: "10.0.0.0/24".into(), range_start: Some("10.0.1.1".into()), ..Default::default() };
         assert!(canonicalize(&outside).unwrap_err().contains("RangeStart"));
     }
 

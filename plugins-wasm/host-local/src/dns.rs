@@ -38,7 +38,9 @@ fn parse(text: &str) -> Dns {
 mod tests {
     #[test]
     fn reads_the_four_keywords_and_skips_comments() {
-        let dns = super::parse("# c\n; c\nnameserver 10.0.0.1\nnameserver 10.0.0.2 ignored\ndomain example.com\nsearch a b\noptions ndots:5\nbogus\n");
+        let dns = super::parse(
+            "# c\n; c\nnameserver 10.0.0.1\nnameserver 10.0.0.2 ignored\ndomain example.com\nsearch a b\noptions ndots:5\nbogus\n",
+        );
         assert_eq!(dns.nameservers, ["10.0.0.1", "10.0.0.2"]);
         assert_eq!(dns.domain.as_deref(), Some("example.com"));
         assert_eq!(dns.search, ["a", "b"]);

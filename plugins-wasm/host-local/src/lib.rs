@@ -10,8 +10,8 @@ mod store;
 
 use std::net::IpAddr;
 
-use cni_plugin_sdk::error::{Context, Result, code, error, internal};
 use cni_plugin_sdk::config::no_dns;
+use cni_plugin_sdk::error::{Context, Result, code, error, internal};
 use cni_plugin_sdk::net::ip_to_wit;
 use cni_plugin_sdk::{Attachment, Capability, CniResult, Invocation, Manifest, StateLocation, cni};
 
@@ -81,7 +81,10 @@ impl cni_plugin_sdk::Plugin for HostLocal {
         let conf = config::load(&call.config, &call.args)?;
         let found = Store::lock(&conf.name)?.find(&call.container_id, &call.ifname)?;
         if found.is_empty() {
-            return Err(internal(format!("host-local: Failed to find address added by container {}", call.container_id)));
+            return Err(internal(format!(
+                "host-local: Failed to find address added by container {}",
+                call.container_id
+            )));
         }
         Ok(())
     }
@@ -114,7 +117,11 @@ impl cni_plugin_sdk::Plugin for HostLocal {
                 a.container_id == holder.container_id && holder.ifname.as_deref().is_none_or(|i| i == a.ifname)
             });
             if !still_valid {
-                cni_plugin_sdk::info!("gc: releasing {ip}, held by {}/{}", holder.container_id, holder.ifname.as_deref().unwrap_or("-"));
+                cni_plugin_sdk::info!(
+                    "gc: releasing {ip}, held by {}/{}",
+                    holder.container_id,
+                    holder.ifname.as_deref().unwrap_or("-")
+                );
                 if let Err(e) = store.remove(ip) {
                     failures.push(format!("{ip}: {}", e.msg));
                 }

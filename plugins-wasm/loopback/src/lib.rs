@@ -26,7 +26,10 @@ impl cni_plugin_sdk::Plugin for Loopback {
         for address in addresses::dump(&ns, Some(LO), None)? {
             let network = IpNet::from_wit(&address.address);
             if !network.addr.is_loopback() {
-                return Err(internal(format!("loopback interface found with non-loopback address {:?}", network.addr.to_string())));
+                return Err(internal(format!(
+                    "loopback interface found with non-loopback address {:?}",
+                    network.addr.to_string()
+                )));
             }
             let slot = if network.is_ipv4() { &mut first_v4 } else { &mut first_v6 };
             slot.get_or_insert(address.address);

@@ -134,11 +134,17 @@ fn validate(entry: &PortMapping) -> Result<Mapping> {
     }
     let protocol = entry.protocol.to_ascii_lowercase();
     if !matches!(protocol.as_str(), "tcp" | "udp" | "sctp") {
-        return Err(internal(format!("Invalid protocol {:?} for host port {}: must be tcp, udp or sctp", entry.protocol, entry.host_port)));
+        return Err(internal(format!(
+            "Invalid protocol {:?} for host port {}: must be tcp, udp or sctp",
+            entry.protocol, entry.host_port
+        )));
     }
     let host_ip = match entry.host_ip.as_str() {
         "" => None,
-        text => Some(parse_ip(text).ok_or_else(|| internal(format!("Invalid host IP {text:?} for host port {}", entry.host_port)))?),
+        text => Some(
+            parse_ip(text)
+                .ok_or_else(|| internal(format!("Invalid host IP {text:?} for host port {}", entry.host_port)))?,
+        ),
     };
     Ok(Mapping { host_port: entry.host_port as u16, container_port: entry.container_port as u16, protocol, host_ip })
 }

@@ -15,12 +15,14 @@
 
 use std::net::IpAddr;
 
+use cni_plugin_sdk::Attachment;
 use cni_plugin_sdk::error::{Result, internal};
 use cni_plugin_sdk::namespaces::Netns;
 use cni_plugin_sdk::net::IpNet;
-use cni_plugin_sdk::netfilter::{IptablesChange, IptablesTable, chain_name, comment_of, edit_iptables_from, go_quote, iptables_unusable, save_string};
+use cni_plugin_sdk::netfilter::{
+    IptablesChange, IptablesTable, chain_name, comment_of, edit_iptables_from, go_quote, iptables_unusable, save_string,
+};
 use cni_plugin_sdk::types::IpFamily;
-use cni_plugin_sdk::Attachment;
 
 use crate::config::PortMap;
 
@@ -91,7 +93,11 @@ pub fn dnat_rules(conf: &PortMap, container: IpNet) -> Vec<String> {
                 rules.push(format!("{} -j {set_mark}", base(Some("-s 127.0.0.1/32".into()))));
             }
         }
-        rules.push(format!("{} -j DNAT --to-destination {}", base(None), socket(container.addr, mapping.container_port)));
+        rules.push(format!(
+            "{} -j DNAT --to-destination {}",
+            base(None),
+            socket(container.addr, mapping.container_port)
+        ));
     }
     rules
 }
@@ -118,7 +124,8 @@ pub fn entry_rules(conf: &PortMap, container_id: &str, container: IpNet) -> Vec<
         let ports: Vec<String> =
             conf.mappings.iter().filter(|m| m.protocol == protocol).map(|m| m.host_port.to_string()).collect();
         for group in ports.chunks(MULTIPORT_MAX) {
-            let mut rule = format!("-p {protocol} -m comment --comment {comment} -m multiport --dports {}", group.join(","));
+            let mut rule =
+                format!("-p {protocol} -m comment --comment {comment} -m multiport --dports {}", group.join(","));
             for condition in &conditions {
                 rule.push(' ');
                 rule.push_str(condition);
@@ -132,7 +139,11 @@ pub fn entry_rules(conf: &PortMap, container_id: &str, container: IpNet) -> Vec<
 
 /// A condition token for an iptables-restore line.
 fn quote_token(token: &str) -> String {
-    if token.contains('"') || token.contains('\\') || token.contains('\'') { save_string(token) } else { token.to_string() }
+    if token.contains('"') || token.contains('\\') || token.contains('\'') {
+        save_string(token)
+    } else {
+        token.to_string()
+    }
 }
 
 /// The nat table of the container's family, read once: a failure means
@@ -141,7 +152,13 @@ pub fn read_nat(host: &Netns, container: IpNet) -> std::result::Result<IptablesT
     IptablesTable::read(host, family(container.addr), "nat")
 }
 
-pub fn forward_ports(host: &Netns, conf: &PortMap, container_id: &str, container: IpNet, nat: IptablesTable) -> Result<()> {
+pub fn forward_ports(
+    host: &Netns,
+    conf: &PortMap,
+    container_id: &str,
+    container: IpNet,
+    nat: IptablesTable,
+) -> Result<()> {
     let chain = dnat_chain(&conf.name, container_id);
     let dnat = dnat_rules(conf, container);
     let entries = entry_rules(conf, container_id, container);
@@ -157,7 +174,10 @@ pub fn forward_ports(host: &Netns, conf: &PortMap, container_id: &str, container
             change.ensure_chain(MARK_MASQ_CHAIN);
             change.append_unique(MARK_MASQ_CHAIN, &format!("-m mark --mark {mark} -j MASQUERADE"));
             // First in POSTROUTING, or bridge/ptp's masquerade rules win.
-            change.insert_unique("POSTROUTING", &format!("-m comment --comment \"CNI portfwd requiring masquerade\" -j {MARK_MASQ_CHAIN}"));
+            change.insert_unique(
+                "POSTROUTING",
+                &format!("-m comment --comment \"CNI portfwd requiring masquerade\" -j {MARK_MASQ_CHAIN}"),
+            );
         }
         change.ensure_chain(TOP_DNAT_CHAIN);
         for builtin in ["PREROUTING", "OUTPUT"] {
@@ -188,7 +208,10 @@ fn delete_jumps(table: &IptablesTable, change: &mut IptablesChange, from: &str, 
 /// does not work is skipped, as in the reference. Returns whether any
 /// family's iptables was usable.
 pub fn unforward_ports(host: &Netns, network: &str, container_id: &str, families: &[IpFamily]) -> Result<bool> {
-    let chains = [(TOP_DNAT_CHAIN, dnat_chain(network, container_id)), (OLD_TOP_SNAT_CHAIN, old_snat_chain(network, container_id))];
+    let chains = [
+        (TOP_DNAT_CHAIN, dnat_chain(network, container_id)),
+        (OLD_TOP_SNAT_CHAIN, old_snat_chain(network, container_id)),
+    ];
     let mut usable = 0;
     for family in families.iter().copied() {
         // The snapshot also tells whether there is anything to delete, so a
@@ -246,7 +269,9 @@ pub fn check_ports(conf: &PortMap, container_id: &str, container: IpNet, table: 
         present >= entries.len()
     };
     if !complete {
-        return Err(internal(format!("could not check {name} dnat: rules jumping to {chain} missing from {TOP_DNAT_CHAIN}")));
+        return Err(internal(format!(
+            "could not check {name} dnat: rules jumping to {chain} missing from {TOP_DNAT_CHAIN}"
+        )));
     }
     Ok(())
 }
@@ -314,7 +339,12 @@ mod tests {
     }
 
     fn mapping(host: u16, container: u16, protocol: &str, host_ip: Option<&str>) -> Mapping {
-        Mapping { host_port: host, container_port: container, protocol: protocol.into(), host_ip: host_ip.map(|h| h.parse().unwrap()) }
+        Mapping {
+            host_port: host,
+            container_port: container,
+            protocol: protocol.into(),
+            host_ip: host_ip.map(|h| h.parse().unwrap()),
+        }
     }
 
     fn net(text: &str) -> IpNet {
@@ -325,7 +355,11 @@ mod tests {
     /// iptables-save of the Debian reference (1.1.1) after the same ADD.
     #[test]
     fn rules_are_the_references_in_canonical_form() {
-        let conf = conf(vec![mapping(8080, 80, "tcp", None), mapping(5353, 53, "udp", None), mapping(9090, 90, "tcp", Some("127.0.0.1"))]);
+        let conf = conf(vec![
+            mapping(8080, 80, "tcp", None),
+            mapping(5353, 53, "udp", None),
+            mapping(9090, 90, "tcp", Some("127.0.0.1")),
+        ]);
         assert_eq!(
             dnat_rules(&conf, net("10.89.0.2/24")),
             [
@@ -376,7 +410,10 @@ mod tests {
         conf.external_set_mark_chain = Some("KUBE-MARK-MASQ".into());
         assert_eq!(
             dnat_rules(&conf, net("10.89.0.2/24")),
-            ["-p tcp -m tcp --dport 8080 -j KUBE-MARK-MASQ", "-p tcp -m tcp --dport 8080 -j DNAT --to-destination 10.89.0.2:80"]
+            [
+                "-p tcp -m tcp --dport 8080 -j KUBE-MARK-MASQ",
+                "-p tcp -m tcp --dport 8080 -j DNAT --to-destination 10.89.0.2:80"
+            ]
         );
         assert_eq!(mark(0), "0x1/0x1");
         assert_eq!(mark(13), "0x2000/0x2000");

@@ -19,7 +19,9 @@ use cni_plugin_sdk::namespaces::{self, Netns};
 use cni_plugin_sdk::net::{IpNet, family_of, ip_to_wit};
 use cni_plugin_sdk::netfilter::iptables_unusable;
 use cni_plugin_sdk::types::IpFamily;
-use cni_plugin_sdk::{Attachment, Capability, CniResult, Invocation, Manifest, StateLocation, links, masquerade, routes, state, sysctl};
+use cni_plugin_sdk::{
+    Attachment, Capability, CniResult, Invocation, Manifest, StateLocation, links, masquerade, routes, state, sysctl,
+};
 
 use crate::config::{Backend, PortMap, container_addresses};
 
@@ -221,7 +223,9 @@ fn unforward_ports(host: &Netns, conf: &PortMap, container_id: &str, families: &
 /// the reference: other containers behind the link rely on it too).
 fn enable_localnet_routing(host: &Netns, container: IpNet) -> Result<()> {
     let Ok(route) = routes::lookup(host, ip_to_wit(container.addr)) else { return Ok(()) };
-    let Some(link) = route.link_index.map(|i| links::get_by_index(host, i)).transpose()?.flatten() else { return Ok(()) };
+    let Some(link) = route.link_index.map(|i| links::get_by_index(host, i)).transpose()?.flatten() else {
+        return Ok(());
+    };
     sysctl::set(host, &format!("net/ipv4/conf/{}/route_localnet", link.name), "1")
         .context("unable to enable route_localnet")
 }
@@ -251,7 +255,10 @@ fn delete_stale_udp_flows(host: &Netns, conf: &PortMap, families: &[IpFamily]) {
         return;
     }
     if let Err(e) = conntrack::delete(host, &filters) {
-        cni_plugin_sdk::warn!("portmap: failed to delete stale UDP conntrack entries for ports {ports:?}: {}", e.message);
+        cni_plugin_sdk::warn!(
+            "portmap: failed to delete stale UDP conntrack entries for ports {ports:?}: {}",
+            e.message
+        );
     }
 }
 

@@ -76,7 +76,9 @@ pub fn forward_ports(host: &Netns, conf: &PortMap, container_id: &str, container
     }
     // A repeated ADD replaces the container's rules rather than doubling them.
     for stale in existing.iter().flat_map(|t| t.rules.iter()) {
-        if stale.comment.as_deref() == Some(container_id) && [HOSTPORTS, HOSTIP_HOSTPORTS, MASQUERADING].contains(&stale.chain.as_str()) {
+        if stale.comment.as_deref() == Some(container_id)
+            && [HOSTPORTS, HOSTIP_HOSTPORTS, MASQUERADING].contains(&stale.chain.as_str())
+        {
             batch.delete_rule(stale);
         }
     }
@@ -135,7 +137,8 @@ pub fn unforward_ports(host: &Netns, container_id: &str) -> Result<()> {
 /// masquerade rules, found by the container-id comment.
 pub fn check_ports(host: &Netns, conf: &PortMap, container_id: &str, container: IpNet) -> Result<()> {
     let family = family(&container);
-    let table = NftTable::read(host, family, TABLE)?.ok_or_else(|| internal(format!("table {family} {TABLE} not found")))?;
+    let table =
+        NftTable::read(host, family, TABLE)?.ok_or_else(|| internal(format!("table {family} {TABLE} not found")))?;
     let count = |chain: &str| table.rules_in(chain).filter(|r| r.comment.as_deref() == Some(container_id)).count();
     let expected_ports = conf.mappings.iter().filter(|m| m.applies_to(container.addr)).count();
     if expected_ports > 0 && count(HOSTPORTS) < expected_ports {

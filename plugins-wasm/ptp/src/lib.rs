@@ -89,8 +89,9 @@ impl cni_plugin_sdk::Plugin for Ptp {
 
         if conf.ip_masq {
             let ips: Vec<IpNet> = result.ips.iter().map(|ip| IpNet::from_wit(&ip.address)).collect();
-            let outcome =
-                with_netfilter_lock(|| masquerade::setup(&host, backend, &ips, &conf.name, &call.ifname, &call.container_id));
+            let outcome = with_netfilter_lock(|| {
+                masquerade::setup(&host, backend, &ips, &conf.name, &call.ifname, &call.container_id)
+            });
             if let Err(error) = outcome {
                 // Rules are not in the host's journal: remove any half set.
                 let families = masquerade::families_of(Some(&result));
@@ -128,9 +129,9 @@ impl cni_plugin_sdk::Plugin for Ptp {
         // rules then: it only tears down for addresses it found on the link).
         if conf.ip_masq {
             let families = masquerade::families_of(call.prev_result.as_ref());
-            if let Err(e) =
-                with_netfilter_lock(|| masquerade::teardown(&host, &conf.name, &call.ifname, &call.container_id, &families))
-            {
+            if let Err(e) = with_netfilter_lock(|| {
+                masquerade::teardown(&host, &conf.name, &call.ifname, &call.container_id, &families)
+            }) {
                 errors.push(e.msg);
             }
         }
@@ -146,10 +147,8 @@ impl cni_plugin_sdk::Plugin for Ptp {
         let container = namespaces::container().context(format!("failed to open netns {}", go_quote(&netns)))?;
         ipam::exec_check(&conf.ipam.plugin_type)?;
         let previous = call.prev_result.as_ref().ok_or_else(|| internal("ptp: Required prevResult missing"))?;
-        let Some(entry) = previous
-            .interfaces
-            .iter()
-            .find(|i| i.name == call.ifname && i.sandbox.as_deref() == call.netns.as_deref())
+        let Some(entry) =
+            previous.interfaces.iter().find(|i| i.name == call.ifname && i.sandbox.as_deref() == call.netns.as_deref())
         else {
             return Err(internal(format!("Sandbox in prevResult  doesn't match configured netns: {netns}")));
         };
@@ -192,7 +191,13 @@ fn with_netfilter_lock<T>(work: impl FnOnce() -> Result<T>) -> Result<T> {
 /// point-to-point routing: the kernel's subnet route is replaced by a link
 /// route to the gateway and the subnet through the gateway, so the
 /// container asks the host (ARP) for nothing but its gateway.
-fn setup_container_veth(container: &Netns, host: &Netns, conf: &NetConf, call: &Invocation, ipam_result: CniResult) -> Result<CniResult> {
+fn setup_container_veth(
+    container: &Netns,
+    host: &Netns,
+    conf: &NetConf,
+    call: &Invocation,
+    ipam_result: CniResult,
+) -> Result<CniResult> {
     let ifname = &call.ifname;
     let (host_veth, container_veth) = iface::setup_veth(container, host, ifname, conf.mtu(), None)?;
     let mut result = ipam_result;
@@ -213,7 +218,10 @@ fn setup_container_veth(container: &Netns, host: &Netns, conf: &NetConf, call: &
         routes::delete(container, &kernel_route).context(format!("failed to delete route {subnet} dev {ifname}"))?;
         let to_gateway = route(IpNet::host(gateway), None, ifname, Some(address), Some(RT_SCOPE_LINK));
         let via_gateway = route(subnet, Some(gateway), ifname, Some(address), None);
-        for (spec, text) in [(to_gateway, format!("{gateway} dev {ifname}")), (via_gateway, format!("{subnet} via {gateway} dev {ifname}"))] {
+        for (spec, text) in [
+            (to_gateway, format!("{gateway} dev {ifname}")),
+            (via_gateway, format!("{subnet} via {gateway} dev {ifname}")),
+        ] {
             routes::add(container, &spec, AddMode::Exclusive).context(format!("failed to add route {text}"))?;
         }
     }
@@ -241,11 +249,20 @@ fn setup_host_veth(host: &Netns, veth: &str, result: &CniResult) -> Result<()> {
 /// route through (the reference fails later, obscurely).
 fn gateway_of(ip: &cni::IpConfig) -> Result<std::net::IpAddr> {
     ip.gateway.map(|g| ip_from_wit(&g)).ok_or_else(|| {
-        internal(format!("IPAM plugin returned no gateway for {}: ptp routes everything through it", IpNet::from_wit(&ip.address)))
+        internal(format!(
+            "IPAM plugin returned no gateway for {}: ptp routes everything through it",
+            IpNet::from_wit(&ip.address)
+        ))
     })
 }
 
-fn route(destination: IpNet, gateway: Option<std::net::IpAddr>, link: &str, source: Option<IpNet>, scope: Option<u8>) -> RouteSpec {
+fn route(
+    destination: IpNet,
+    gateway: Option<std::net::IpAddr>,
+    link: &str,
+    source: Option<IpNet>,
+    scope: Option<u8>,
+) -> RouteSpec {
     RouteSpec {
         destination: destination.to_wit(),
         gateway: gateway.map(ip_to_wit),
@@ -260,7 +277,14 @@ fn route(destination: IpNet, gateway: Option<std::net::IpAddr>, link: &str, sour
 }
 
 fn interface(name: &str, mac: &str, sandbox: Option<String>) -> cni::NetworkInterface {
-    cni::NetworkInterface { name: name.into(), mac: Some(mac.into()), mtu: None, sandbox, socket_path: None, pci_id: None }
+    cni::NetworkInterface {
+        name: name.into(),
+        mac: Some(mac.into()),
+        mtu: None,
+        sandbox,
+        socket_path: None,
+        pci_id: None,
+    }
 }
 
 /// CHECK of the container end named in prevResult: present, a veth, and
@@ -277,7 +301,11 @@ fn validate_container_interface(container: &Netns, entry: &cni::NetworkInterface
     if let Some(mac) = entry.mac.as_deref().filter(|m| !m.is_empty())
         && mac != mac_string(&link)
     {
-        return Err(internal(format!("ptp: Interface {} Mac {mac} doesn't match container Mac: {}", entry.name, mac_string(&link))));
+        return Err(internal(format!(
+            "ptp: Interface {} Mac {mac} doesn't match container Mac: {}",
+            entry.name,
+            mac_string(&link)
+        )));
     }
     Ok(())
 }

@@ -28,7 +28,11 @@ impl CniArgs {
                 ignore_unknown = match value.to_ascii_lowercase().as_str() {
                     "1" | "true" => true,
                     "0" | "false" => false,
-                    _ => return Err(internal(format!("ARGS: error parsing value of pair {pair:?}: boolean unmarshal error: invalid input {value}"))),
+                    _ => {
+                        return Err(internal(format!(
+                            "ARGS: error parsing value of pair {pair:?}: boolean unmarshal error: invalid input {value}"
+                        )));
+                    }
                 };
             } else if known.contains(key) {
                 args.pairs.push((key.to_string(), value.to_string()));

@@ -43,7 +43,9 @@ impl<'de> Deserializer<'de> for Lenient {
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
         match self.0 {
             Value::Array(items) => visitor.visit_seq(SeqDeserializer::new(items.into_iter().map(Lenient))),
-            Value::Object(map) => visitor.visit_map(MapDeserializer::new(map.into_iter().map(|(k, v)| (k, Lenient(v))))),
+            Value::Object(map) => {
+                visitor.visit_map(MapDeserializer::new(map.into_iter().map(|(k, v)| (k, Lenient(v)))))
+            }
             other => other.deserialize_any(visitor),
         }
     }
@@ -83,7 +85,11 @@ impl<'de> Deserializer<'de> for Lenient {
         visitor.visit_map(MapDeserializer::new(matched.into_iter().map(|(k, v)| (k, Lenient(v)))))
     }
 
-    fn deserialize_newtype_struct<V: Visitor<'de>>(self, _name: &'static str, visitor: V) -> Result<V::Value, Self::Error> {
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
         visitor.visit_newtype_struct(self)
     }
 
@@ -179,7 +185,9 @@ impl Route {
     pub fn to_result(&self) -> Result<crate::cni::Route, Error> {
         let dst: crate::net::IpNet = self.dst.parse().map_err(internal)?;
         let gw = match self.gw.as_deref().filter(|g| !g.is_empty()) {
-            Some(text) => Some(crate::net::parse_ip(text).ok_or_else(|| internal(format!("invalid IP address: {text}")))?),
+            Some(text) => {
+                Some(crate::net::parse_ip(text).ok_or_else(|| internal(format!("invalid IP address: {text}")))?)
+            }
             None => None,
         };
         Ok(crate::cni::Route {

@@ -25,7 +25,13 @@ pub fn random_u32() -> u32 {
 /// Creates `ifname` in `container` with its peer (a random `veth…` name,
 /// retried on a clash) in `host`, sets the peer up and stops it accepting
 /// router advertisements. Returns (host end, container end).
-pub fn setup_veth(container: &Netns, host: &Netns, ifname: &str, mtu: Option<u32>, mac: Option<Vec<u8>>) -> Result<(Link, Link)> {
+pub fn setup_veth(
+    container: &Netns,
+    host: &Netns,
+    ifname: &str,
+    mtu: Option<u32>,
+    mac: Option<Vec<u8>>,
+) -> Result<(Link, Link)> {
     // The Go reference creates both ends with IFLA_TXQLEN 0 (its netlink
     // library sends the zero value); match it so the kernel state is the
     // same. A veth has no qdisc queue, so the length changes nothing else.
@@ -49,7 +55,9 @@ pub fn setup_veth(container: &Netns, host: &Netns, ifname: &str, mtu: Option<u32
                     last_peer = peer;
                     continue;
                 }
-                return Err(internal(format!("container veth name ({ifname:?}) peer provided ({peer:?}) already exists")));
+                return Err(internal(format!(
+                    "container veth name ({ifname:?}) peer provided ({peer:?}) already exists"
+                )));
             }
             Err(e) => return Err(internal(format!("failed to make veth pair: {}", e.message))),
         }
@@ -75,8 +83,12 @@ pub fn delete_link_with_addresses(ns: &Netns, name: &str) -> Result<Option<Vec<I
 
 fn is_global_unicast(ip: IpAddr) -> bool {
     match ip {
-        IpAddr::V4(v4) => !(v4.is_loopback() || v4.is_link_local() || v4.is_multicast() || v4.is_broadcast() || v4.is_unspecified()),
-        IpAddr::V6(v6) => !(v6.is_loopback() || v6.is_multicast() || v6.is_unspecified() || (v6.segments()[0] & 0xffc0) == 0xfe80),
+        IpAddr::V4(v4) => {
+            !(v4.is_loopback() || v4.is_link_local() || v4.is_multicast() || v4.is_broadcast() || v4.is_unspecified())
+        }
+        IpAddr::V6(v6) => {
+            !(v6.is_loopback() || v6.is_multicast() || v6.is_unspecified() || (v6.segments()[0] & 0xffc0) == 0xfe80)
+        }
     }
 }
 

@@ -116,7 +116,10 @@ pub fn settle_addresses(ns: &Netns, ifname: &str, timeout_ms: u64) -> Result<()>
             .filter(|a| a.tentative || a.dad_failed)
             .collect();
         if let Some(failed) = tentative.iter().find(|a| a.dad_failed) {
-            return Err(internal(format!("link {ifname} has address {} in DADFAILED state", IpNet::from_wit(&failed.address))));
+            return Err(internal(format!(
+                "link {ifname} has address {} in DADFAILED state",
+                IpNet::from_wit(&failed.address)
+            )));
         }
         if tentative.is_empty() {
             return Ok(());

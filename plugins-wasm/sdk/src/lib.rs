@@ -30,12 +30,12 @@ pub mod masquerade;
 pub mod net;
 pub mod netfilter;
 
+/// The raw `netfilter` interface (the [`netfilter`] module wraps it).
+pub use bindings::cni_wasm::plugin::netfilter as netfilter_capability;
 pub use bindings::cni_wasm::plugin::{
     addresses, clock, cni, conntrack, delegation, files, links, logging, namespaces, neighbours, routes, rules, state,
     sysctl, tc, types,
 };
-/// The raw `netfilter` interface (the [`netfilter`] module wraps it).
-pub use bindings::cni_wasm::plugin::netfilter as netfilter_capability;
 pub use cni::{Attachment, Capability, CniResult, Invocation, Manifest, StateLocation};
 pub use error::{Context, Error, Result};
 

@@ -12,12 +12,14 @@
 //! it finds the rules by chain name and comment, so DEL after the link or
 //! the namespace is gone still cleans up (the reference leaks them, #810).
 
+use crate::Attachment;
 use crate::error::{Result, internal};
 use crate::namespaces::Netns;
 use crate::net::IpNet;
-use crate::netfilter::{self, IptablesTable, NftBatch, NftTable, chain_name, comment, edit_iptables, expr, save_string};
+use crate::netfilter::{
+    self, IptablesTable, NftBatch, NftTable, chain_name, comment, edit_iptables, expr, save_string,
+};
 use crate::types::IpFamily;
-use crate::Attachment;
 
 const NFT_TABLE: &str = "cni_plugins_masquerade";
 const NFT_CHAIN: &str = "masq_checks";
@@ -65,14 +67,23 @@ pub fn grant(manifest: &mut crate::Manifest, plugin: &str) {
     manifest.state = Some(crate::StateLocation { default_dir: format!("/run/cni-wasm/{plugin}"), config_key: None });
 }
 
-pub fn setup(ns: &Netns, backend: Option<Backend>, ips: &[IpNet], network: &str, ifname: &str, container_id: &str) -> Result<()> {
+pub fn setup(
+    ns: &Netns,
+    backend: Option<Backend>,
+    ips: &[IpNet],
+    network: &str,
+    ifname: &str,
+    container_id: &str,
+) -> Result<()> {
     let Some(first) = ips.first() else { return Ok(()) };
     match backend {
         Some(Backend::Nftables) => setup_nftables(ns, ips, network, ifname, container_id),
         Some(Backend::Iptables) => setup_iptables(ns, ips, network, container_id, None),
         None => match IptablesTable::read(ns, family_of(first), "nat") {
             Ok(snapshot) => setup_iptables(ns, ips, network, container_id, Some(snapshot)),
-            Err(e) if netfilter::iptables_unusable(&e) && nftables_usable(ns) => setup_nftables(ns, ips, network, ifname, container_id),
+            Err(e) if netfilter::iptables_unusable(&e) && nftables_usable(ns) => {
+                setup_nftables(ns, ips, network, ifname, container_id)
+            }
             Err(e) => Err(e.into()),
         },
     }
@@ -108,7 +119,9 @@ pub fn teardown(ns: &Netns, network: &str, ifname: &str, container_id: &str, fam
             errors.push(e.msg);
         }
     }
-    if let Err(e) = delete_nft_rules(ns, |comment| comment.starts_with(&hash_for_instance(network, ifname, container_id))) {
+    if let Err(e) =
+        delete_nft_rules(ns, |comment| comment.starts_with(&hash_for_instance(network, ifname, container_id)))
+    {
         errors.push(e.msg);
     }
     if errors.is_empty() { Ok(()) } else { Err(internal(errors.join("\n"))) }
@@ -127,7 +140,8 @@ pub fn gc(ns: &Netns, network: &str, valid: &[Attachment]) -> Result<()> {
     }
     {
         let network_hash = hash_for_network(network);
-        let keep: Vec<String> = valid.iter().map(|a| comment_for_instance(network, &a.ifname, &a.container_id)).collect();
+        let keep: Vec<String> =
+            valid.iter().map(|a| comment_for_instance(network, &a.ifname, &a.container_id)).collect();
         let stale = |c: &str| c.starts_with(&network_hash) && !keep.iter().any(|k| k == c);
         if let Err(e) = delete_nft_rules(ns, stale) {
             errors.push(e.msg);
@@ -148,7 +162,13 @@ fn multicast(family: IpFamily) -> &'static str {
 }
 
 /// `first` is a snapshot of the first address's family, already read.
-fn setup_iptables(ns: &Netns, ips: &[IpNet], network: &str, container_id: &str, first: Option<IptablesTable>) -> Result<()> {
+fn setup_iptables(
+    ns: &Netns,
+    ips: &[IpNet],
+    network: &str,
+    container_id: &str,
+    first: Option<IptablesTable>,
+) -> Result<()> {
     let chain = chain_name(network, container_id, "");
     let comment = save_string(&comment(network, container_id));
     let mut first = first;
@@ -201,7 +221,9 @@ fn gc_iptables(ns: &Netns, family: IpFamily, network: &str, valid: &[Attachment]
         // A POSTROUTING jump commented `name: "<network>" id: "<id>"` leads
         // to that attachment's chain.
         for rule in table.rules("POSTROUTING") {
-            let Some(id) = netfilter::comment_of(rule).as_deref().and_then(|c| container_of(c, network)) else { continue };
+            let Some(id) = netfilter::comment_of(rule).as_deref().and_then(|c| container_of(c, network)) else {
+                continue;
+            };
             let chain = chain_name(network, &id, "");
             if !keep.contains(&id.as_str()) && rule.ends_with(&format!("-j {chain}")) {
                 change.delete("POSTROUTING", rule);
@@ -224,7 +246,11 @@ fn hash_for_network(network: &str) -> String {
 }
 
 fn hash_for_instance(network: &str, ifname: &str, container_id: &str) -> String {
-    format!("{}-{}", hash_for_network(network), netfilter::hash_with_prefix(16, "", &format!("{ifname}:{container_id}")))
+    format!(
+        "{}-{}",
+        hash_for_network(network),
+        netfilter::hash_with_prefix(16, "", &format!("{ifname}:{container_id}"))
+    )
 }
 
 fn comment_for_instance(network: &str, ifname: &str, container_id: &str) -> String {
@@ -247,11 +273,15 @@ fn setup_nftables(ns: &Netns, ips: &[IpNet], network: &str, ifname: &str, contai
     let mut batch = NftBatch::new();
     // Declaring a table or chain that exists costs a slow kernel commit;
     // only do it when something is missing (the reference always does).
-    let complete = existing
-        .as_ref()
-        .is_some_and(|t| t.has_chain(NFT_CHAIN) && t.has_chain("postrouting") && t.rules_in("postrouting").count() == 3);
+    let complete = existing.as_ref().is_some_and(|t| {
+        t.has_chain(NFT_CHAIN) && t.has_chain("postrouting") && t.rules_in("postrouting").count() == 3
+    });
     if !complete {
-        batch.add_table("inet", NFT_TABLE, Some("Masquerading for plugins from github.com/containernetworking/plugins"));
+        batch.add_table(
+            "inet",
+            NFT_TABLE,
+            Some("Masquerading for plugins from github.com/containernetworking/plugins"),
+        );
         batch.add_chain(
             "inet",
             NFT_TABLE,
@@ -260,8 +290,20 @@ fn setup_nftables(ns: &Netns, ips: &[IpNet], network: &str, ifname: &str, contai
         );
         batch.add_base_chain("inet", NFT_TABLE, "postrouting", "nat", "postrouting", 100);
         batch.flush_chain("inet", NFT_TABLE, "postrouting");
-        batch.add_rule("inet", NFT_TABLE, "postrouting", vec![expr::payload("ip", "daddr", "==", expr::prefix("224.0.0.0", 4)), expr::ret()], None);
-        batch.add_rule("inet", NFT_TABLE, "postrouting", vec![expr::payload("ip6", "daddr", "==", expr::prefix("ff00::", 8)), expr::ret()], None);
+        batch.add_rule(
+            "inet",
+            NFT_TABLE,
+            "postrouting",
+            vec![expr::payload("ip", "daddr", "==", expr::prefix("224.0.0.0", 4)), expr::ret()],
+            None,
+        );
+        batch.add_rule(
+            "inet",
+            NFT_TABLE,
+            "postrouting",
+            vec![expr::payload("ip6", "daddr", "==", expr::prefix("ff00::", 8)), expr::ret()],
+            None,
+        );
         batch.add_rule("inet", NFT_TABLE, "postrouting", vec![expr::goto(NFT_CHAIN)], None);
     }
     for stale in existing.iter().flat_map(|t| t.rules_in(NFT_CHAIN)) {

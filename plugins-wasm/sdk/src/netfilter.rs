@@ -259,7 +259,15 @@ impl NftBatch {
     }
 
     /// A base chain: `type` nat/filter, `hook`, numeric priority.
-    pub fn add_base_chain(&mut self, family: &str, table: &str, chain: &str, kind: &str, hook: &str, priority: i32) -> &mut Self {
+    pub fn add_base_chain(
+        &mut self,
+        family: &str,
+        table: &str,
+        chain: &str,
+        kind: &str,
+        hook: &str,
+        priority: i32,
+    ) -> &mut Self {
         self.push(
             "add",
             "chain",
@@ -275,7 +283,14 @@ impl NftBatch {
         self.push("delete", "chain", json!({"family": family, "table": table, "name": chain}))
     }
 
-    pub fn add_rule(&mut self, family: &str, table: &str, chain: &str, expr: Vec<Value>, comment: Option<&str>) -> &mut Self {
+    pub fn add_rule(
+        &mut self,
+        family: &str,
+        table: &str,
+        chain: &str,
+        expr: Vec<Value>,
+        comment: Option<&str>,
+    ) -> &mut Self {
         let mut spec = json!({"family": family, "table": table, "chain": chain, "expr": expr});
         if let Some(comment) = comment {
             spec["comment"] = json!(comment);
@@ -446,7 +461,10 @@ mod tests {
         assert!(table.has_chain("CNI-X") && table.rules("CNI-X").is_empty());
         assert!(table.has_rule("PREROUTING", "-m addrtype --dst-type LOCAL -j CNI-X"));
         let mut change = IptablesChange::new(&table);
-        change.ensure_chain("CNI-X").ensure_chain("CNI-Y").append_unique("PREROUTING", "-m addrtype --dst-type LOCAL -j CNI-X");
+        change
+            .ensure_chain("CNI-X")
+            .ensure_chain("CNI-Y")
+            .append_unique("PREROUTING", "-m addrtype --dst-type LOCAL -j CNI-X");
         change.delete("PREROUTING", "-j CNI-Z").delete_chain("CNI-X");
         assert_eq!(change.lines, ["-N CNI-Y", "-F CNI-X", "-X CNI-X"]);
     }
@@ -469,4 +487,3 @@ pub fn comment_of(spec: &str) -> Option<String> {
         }
     }
 }
-

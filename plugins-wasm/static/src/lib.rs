@@ -85,9 +85,9 @@ fn load(config: &str, cni_args: &str) -> Result<Conf> {
     let args = CniArgs::parse(cni_args, &["IP", "GATEWAY"])?;
     if let Some(ips) = args.get("IP").filter(|s| !s.is_empty()) {
         for item in ips.split(',').map(str::trim) {
-            let address = item.parse::<IpNet>().map_err(|_| {
-                internal(format!("the 'ip' field is expected to be in CIDR notation, got: '{item}'"))
-            })?;
+            let address = item
+                .parse::<IpNet>()
+                .map_err(|_| internal(format!("the 'ip' field is expected to be in CIDR notation, got: '{item}'")))?;
             addresses.push(Address { address, gateway: None });
         }
     }
@@ -116,7 +116,10 @@ fn load(config: &str, cni_args: &str) -> Result<Conf> {
     let v6 = addresses.len() - v4;
     let old = matches!(net.cni_version.as_str(), "" | "0.1.0" | "0.2.0");
     if (v4 > 1 || v6 > 1) && old {
-        return Err(internal(format!("CNI version {} does not support more than 1 address per family", net.cni_version)));
+        return Err(internal(format!(
+            "CNI version {} does not support more than 1 address per family",
+            net.cni_version
+        )));
     }
     Ok(Conf { addresses, routes: ipam.routes, dns: ipam.dns })
 }
@@ -135,7 +138,11 @@ impl cni_plugin_sdk::Plugin for Static {
             ips: conf
                 .addresses
                 .iter()
-                .map(|a| cni::IpConfig { interface_index: None, address: a.address.to_wit(), gateway: a.gateway.map(ip_to_wit) })
+                .map(|a| cni::IpConfig {
+                    interface_index: None,
+                    address: a.address.to_wit(),
+                    gateway: a.gateway.map(ip_to_wit),
+                })
                 .collect(),
             routes: conf.routes.iter().map(Route::to_result).collect::<Result<_>>().context("invalid route")?,
             dns: conf.dns.to_result(),
@@ -157,7 +164,10 @@ impl cni_plugin_sdk::Plugin for Static {
             if let (Some(found), Some(gateway)) = (found, wanted.gateway)
                 && found.gateway.as_ref().map(ip_from_wit) != Some(gateway)
             {
-                return Err(internal(format!("static: Failed to match addr {} on interface {}", wanted.address.addr, call.ifname)));
+                return Err(internal(format!(
+                    "static: Failed to match addr {} on interface {}",
+                    wanted.address.addr, call.ifname
+                )));
             }
         }
         Ok(())

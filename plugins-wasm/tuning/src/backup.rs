@@ -129,7 +129,9 @@ impl Backup {
             if !self.mac.is_empty() {
                 match parse_mac(&self.mac) {
                     Some(mac) => changes.push(("MAC address", LinkChange { mac: Some(mac), ..no_change() })),
-                    None => errors.push(format!("failed to restore MAC address: invalid MAC {:?} in the backup", self.mac)),
+                    None => {
+                        errors.push(format!("failed to restore MAC address: invalid MAC {:?} in the backup", self.mac))
+                    }
                 }
             }
             if let Some(on) = self.promisc {
@@ -167,7 +169,10 @@ mod tests {
     #[test]
     fn writes_the_reference_layout_and_reads_its_files() {
         let backup = Backup { mac: "c2:11:22:33:44:55".into(), mtu: 1500, promisc: Some(false), ..Backup::default() };
-        assert_eq!(String::from_utf8(backup.to_bytes()).unwrap(), "{\n \"mac\": \"c2:11:22:33:44:55\",\n \"promisc\": false,\n \"mtu\": 1500\n}");
+        assert_eq!(
+            String::from_utf8(backup.to_bytes()).unwrap(),
+            "{\n \"mac\": \"c2:11:22:33:44:55\",\n \"promisc\": false,\n \"mtu\": 1500\n}"
+        );
         // What the Go reference writes, txQLen and allmulti included.
         let theirs = Backup::parse(b"{\n \"mtu\": 9000,\n \"allmulti\": true,\n \"txQLen\": 0\n}").unwrap();
         assert_eq!((theirs.mtu, theirs.allmulti, theirs.tx_q_len), (9000, Some(true), Some(0)));

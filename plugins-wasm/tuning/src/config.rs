@@ -9,8 +9,8 @@ use cni_plugin_sdk::config;
 use cni_plugin_sdk::error::{Result, internal};
 use cni_plugin_sdk::net::{format_mac, parse_mac};
 use cni_plugin_sdk::netfilter::go_quote;
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 /// Where the admin lists the sysctls tuning may set (one regular
 /// expression a line); without the file, any net.* key is allowed.
@@ -139,7 +139,9 @@ impl TuningConf {
         let mac = match mac.as_str() {
             "" => None,
             text => {
-                let parsed = parse_mac(text).ok_or_else(|| internal(format!("invalid args {text} for MAC addr: address {text}: invalid MAC address")))?;
+                let parsed = parse_mac(text).ok_or_else(|| {
+                    internal(format!("invalid args {text} for MAC addr: address {text}: invalid MAC address"))
+                })?;
                 Some((text.to_string(), parsed))
             }
         };
@@ -157,7 +159,11 @@ impl TuningConf {
     /// Whether any link setting is asked for (then its original value is
     /// saved for DEL).
     pub fn changes_link(&self) -> bool {
-        self.mac.is_some() || self.promisc || self.mtu.is_some() || self.allmulti.is_some() || self.tx_queue_len.is_some()
+        self.mac.is_some()
+            || self.promisc
+            || self.mtu.is_some()
+            || self.allmulti.is_some()
+            || self.tx_queue_len.is_some()
     }
 
     /// The MAC as the kernel reports it (lower-case).
@@ -279,7 +285,8 @@ pub fn sysctl_path(key: &str, ifname: &str) -> Result<String> {
 /// The admin's allowlist: regular expressions (matched anywhere in the
 /// key, as Go's regexp.MatchString does), or None without the file.
 pub fn read_allowlist() -> Result<Option<Vec<String>>> {
-    let read = cni_plugin_sdk::files::read(ALLOWLIST).map_err(|e| internal(format!("reading {ALLOWLIST}: {}", e.message)))?;
+    let read =
+        cni_plugin_sdk::files::read(ALLOWLIST).map_err(|e| internal(format!("reading {ALLOWLIST}: {}", e.message)))?;
     let Some(bytes) = read else { return Ok(None) };
     let text = String::from_utf8_lossy(&bytes);
     Ok(Some(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect()))
@@ -313,7 +320,9 @@ mod tests {
 
     #[test]
     fn every_field_and_its_defaults() {
-        let conf = load(r#"{"name":"n","sysctl":{"net.core.somaxconn":"500"},"mac":"c2:11:22:33:44:55","promisc":true,"mtu":1400,"txQLen":20,"allmulti":false}"#);
+        let conf = load(
+            r#"{"name":"n","sysctl":{"net.core.somaxconn":"500"},"mac":"c2:11:22:33:44:55","promisc":true,"mtu":1400,"txQLen":20,"allmulti":false}"#,
+        );
         assert_eq!(conf.sysctl.0, [("net.core.somaxconn".to_string(), "500".to_string())]);
         assert_eq!(conf.mac_text().as_deref(), Some("c2:11:22:33:44:55"));
         assert!(conf.promisc);
@@ -356,12 +365,21 @@ mod tests {
         let err = TuningConf::load(r#"{"name":"n","sysctl":{"net.a":"1","net.a":"2"}}"#, "").unwrap_err();
         assert_eq!(err.msg, "duplicated sysctl keys are not allowed");
         assert!(TuningConf::load(r#"{"name":"n","sysctl":{"net.a":"1"},"SYSCTL":{"net.a":"1"}}"#, "").is_err());
-        assert!(TuningConf::load(r#"{"name":"n","sysctl":{"net.a":"1"},"other":{"net.a":"1","net.a":"1"}}"#, "").is_ok());
+        assert!(
+            TuningConf::load(r#"{"name":"n","sysctl":{"net.a":"1"},"other":{"net.a":"1","net.a":"1"}}"#, "").is_ok()
+        );
     }
 
     #[test]
     fn bad_values_are_errors_not_panics() {
-        for bad in [r#"{"sysctl":{"net.a":1}}"#, r#"{"mac":"zz"}"#, r#"{"mtu":-1}"#, r#"{"txQLen":-5}"#, r#"{"sysctl":[]}"#, "[1]"] {
+        for bad in [
+            r#"{"sysctl":{"net.a":1}}"#,
+            r#"{"mac":"zz"}"#,
+            r#"{"mtu":-1}"#,
+            r#"{"txQLen":-5}"#,
+            r#"{"sysctl":[]}"#,
+            "[1]",
+        ] {
             assert!(TuningConf::load(bad, "").is_err(), "{bad}");
         }
     }
@@ -369,7 +387,10 @@ mod tests {
     #[test]
     fn sysctl_keys_become_paths_under_net_only() {
         assert_eq!(sysctl_path("net.core.somaxconn", "eth0").unwrap(), "net/core/somaxconn");
-        assert_eq!(sysctl_path("net.ipv4.conf.IFNAME.arp_filter", "eth0.100").unwrap(), "net/ipv4/conf/eth0.100/arp_filter");
+        assert_eq!(
+            sysctl_path("net.ipv4.conf.IFNAME.arp_filter", "eth0.100").unwrap(),
+            "net/ipv4/conf/eth0.100/arp_filter"
+        );
         assert_eq!(sysctl_path("net/ipv4/ip_forward", "eth0").unwrap(), "net/ipv4/ip_forward");
         // Dots become slashes first, so a key cannot spell "..": its dots
         // only make empty path parts, which are cleaned away.
@@ -382,7 +403,10 @@ mod tests {
         // Only an interface name could bring ".." in (the host refuses such
         // names); the path is resolved before the check.
         assert!(sysctl_path("net/IFNAME/kernel/hostname", "..").is_err());
-        assert_eq!(sysctl_path("kernel.hostname", "eth0").unwrap_err().msg, r#"invalid net sysctl key: "kernel/hostname""#);
+        assert_eq!(
+            sysctl_path("kernel.hostname", "eth0").unwrap_err().msg,
+            r#"invalid net sysctl key: "kernel/hostname""#
+        );
     }
 
     #[test]

@@ -22,8 +22,10 @@ struct Tuning;
 
 impl cni_plugin_sdk::Plugin for Tuning {
     fn manifest() -> Manifest {
-        let mut manifest = cni_plugin_sdk::manifest(&[Capability::Links, Capability::Sysctl, Capability::State, Capability::Files]);
-        manifest.state = Some(StateLocation { default_dir: config::DEFAULT_DATA_DIR.into(), config_key: Some("dataDir".into()) });
+        let mut manifest =
+            cni_plugin_sdk::manifest(&[Capability::Links, Capability::Sysctl, Capability::State, Capability::Files]);
+        manifest.state =
+            Some(StateLocation { default_dir: config::DEFAULT_DATA_DIR.into(), config_key: Some("dataDir".into()) });
         manifest.readable_files = vec![config::ALLOWLIST.into()];
         manifest
     }
@@ -115,14 +117,17 @@ impl cni_plugin_sdk::Plugin for Tuning {
                 )));
             }
         }
-        let link = links::get(&container, &call.ifname)?.ok_or_else(|| internal(format!("Cannot find container link {}", call.ifname)))?;
+        let link = links::get(&container, &call.ifname)?
+            .ok_or_else(|| internal(format!("Cannot find container link {}", call.ifname)))?;
         let ifname = &call.ifname;
         if let Some((text, mac)) = &conf.mac {
             // Compared as addresses: the reference compares text, so an
             // upper-case MAC in the config never passes its CHECK.
             if link.mac.as_ref() != Some(mac) {
                 let current = link.mac.as_deref().map(format_mac).unwrap_or_default();
-                return Err(internal(format!("Error: Tuning configured Ethernet of {ifname} is {text}, current value is {current}")));
+                return Err(internal(format!(
+                    "Error: Tuning configured Ethernet of {ifname} is {text}, current value is {current}"
+                )));
             }
         }
         // As the reference: promiscuous mode must be off unless configured.
@@ -136,7 +141,10 @@ impl cni_plugin_sdk::Plugin for Tuning {
         if let Some(mtu) = conf.mtu
             && mtu != link.mtu
         {
-            return Err(internal(format!("Error: Tuning configured MTU of {ifname} is {mtu}, current value is {}", link.mtu)));
+            return Err(internal(format!(
+                "Error: Tuning configured MTU of {ifname} is {mtu}, current value is {}",
+                link.mtu
+            )));
         }
         if let Some(on) = conf.allmulti
             && on != link.all_multicast
@@ -213,16 +221,19 @@ fn apply(ns: &Netns, ifname: &str, conf: &TuningConf, paths: &[(String, String)]
     }
     let set = |change: LinkChange| links::set(ns, ifname, &change);
     if let Some((text, mac)) = &conf.mac {
-        set(LinkChange { mac: Some(mac.clone()), ..no_change() }).context(format!("failed to set MAC {text} on {ifname:?}"))?;
+        set(LinkChange { mac: Some(mac.clone()), ..no_change() })
+            .context(format!("failed to set MAC {text} on {ifname:?}"))?;
     }
     if conf.promisc {
-        set(LinkChange { promiscuous: Some(true), ..no_change() }).context(format!("failed to set promiscuous mode on {ifname:?}"))?;
+        set(LinkChange { promiscuous: Some(true), ..no_change() })
+            .context(format!("failed to set promiscuous mode on {ifname:?}"))?;
     }
     if let Some(mtu) = conf.mtu {
         set(LinkChange { mtu: Some(mtu), ..no_change() }).context(format!("failed to set MTU {mtu} on {ifname:?}"))?;
     }
     if let Some(on) = conf.allmulti {
-        set(LinkChange { all_multicast: Some(on), ..no_change() }).context(format!("failed to set all-multicast mode on {ifname:?}"))?;
+        set(LinkChange { all_multicast: Some(on), ..no_change() })
+            .context(format!("failed to set all-multicast mode on {ifname:?}"))?;
     }
     if let Some(len) = conf.tx_queue_len {
         set(LinkChange { tx_queue_len: Some(len), ..no_change() })

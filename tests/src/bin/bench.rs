@@ -15,10 +15,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use cni_wasm_tests::netns::Netns;
-use cni_wasm_tests::side::{Side, podman_chain, port_mappings};
-use serde_json::{Value, json};
 use cni_wasm_tests::plugin::{Env, Installation, run};
+use cni_wasm_tests::side::{Side, podman_chain, port_mappings};
 use cni_wasm_tests::{REFERENCE_DIR, reference_available};
+use serde_json::{Value, json};
 
 struct Scenario {
     name: &'static str,
@@ -85,7 +85,10 @@ fn main() {
                 move |dir, i| {
                     let plugin = dir.join("host-local");
                     let env = Env::new("ADD", &format!("bench-{i}"), &netns_path, "eth0", dir);
-                    vec![timed(&plugin, &env, &host_local_conf), timed(&plugin, &env.with_command("DEL"), &host_local_conf)]
+                    vec![
+                        timed(&plugin, &env, &host_local_conf),
+                        timed(&plugin, &env.with_command("DEL"), &host_local_conf),
+                    ]
                 }
             }),
         },
@@ -129,7 +132,9 @@ fn main() {
             println!("| {name} | {:.2} ms | {:.2} ms | {:.2}x |", ms(*a), ms(*b), ms(*a) / ms(*b));
         }
     } else {
-        println!("medians: {runs} runs per plugin scenario, {chain_runs} per chain scenario (wall time of whole processes)");
+        println!(
+            "medians: {runs} runs per plugin scenario, {chain_runs} per chain scenario (wall time of whole processes)"
+        );
         println!("{:<30} {:>12} {:>12} {:>8}", "scenario", "cni-wasm", "reference", "ratio");
         for (name, a, b) in &rows {
             println!("{name:<30} {:>9.2} ms {:>9.2} ms {:>7.2}x", ms(*a), ms(*b), ms(*a) / ms(*b));
@@ -152,16 +157,21 @@ fn chain_caps() -> [(&'static str, Value); 1] {
 
 /// Chain ADD and DEL through libcni, alternating implementations.
 fn chain(runs: usize, backend: Option<&str>, name: &str) -> Vec<(String, Duration, Duration)> {
-    let sides = [(Side::ours("bench-chain-o"), chain_conflist(backend)), (Side::reference("bench-chain-r"), chain_conflist(None))];
+    let sides = [
+        (Side::ours("bench-chain-o"), chain_conflist(backend)),
+        (Side::reference("bench-chain-r"), chain_conflist(None)),
+    ];
     let mut samples: [[Vec<Duration>; 2]; 2] = Default::default();
     for i in 0..runs + 3 {
         for (which, (side, conflist)) in sides.iter().enumerate() {
             let container = Netns::new("bench-chain-c");
             let start = Instant::now();
-            side.add(conflist, "bench", &container, &chain_caps()).unwrap_or_else(|e| panic!("{} chain ADD: {e}", side.name));
+            side.add(conflist, "bench", &container, &chain_caps())
+                .unwrap_or_else(|e| panic!("{} chain ADD: {e}", side.name));
             let added = start.elapsed();
             let start = Instant::now();
-            side.del(conflist, "bench", &container, &chain_caps()).unwrap_or_else(|e| panic!("{} chain DEL: {e}", side.name));
+            side.del(conflist, "bench", &container, &chain_caps())
+                .unwrap_or_else(|e| panic!("{} chain DEL: {e}", side.name));
             let deleted = start.elapsed();
             if i >= 3 {
                 samples[0][which].push(added);
@@ -182,7 +192,10 @@ fn chain(runs: usize, backend: Option<&str>, name: &str) -> Vec<(String, Duratio
 /// wave.
 fn concurrent(runs: usize, backend: Option<&str>, name: &str) -> Vec<(String, Duration, Duration)> {
     const N: usize = 20;
-    let sides = [(Side::ours("bench-conc-o"), chain_conflist(backend)), (Side::reference("bench-conc-r"), chain_conflist(None))];
+    let sides = [
+        (Side::ours("bench-conc-o"), chain_conflist(backend)),
+        (Side::reference("bench-conc-r"), chain_conflist(None)),
+    ];
     let mut samples: [[Vec<Duration>; 2]; 2] = Default::default();
     for _ in 0..runs {
         for (which, (side, conflist)) in sides.iter().enumerate() {

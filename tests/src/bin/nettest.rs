@@ -18,7 +18,8 @@ use std::time::Duration;
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let arg = |i: usize| args.get(i).map(String::as_str).unwrap_or_else(|| usage());
-    let address = |i: usize| arg(i).parse::<SocketAddr>().unwrap_or_else(|e| fail(&format!("bad address {}: {e}", arg(i))));
+    let address =
+        |i: usize| arg(i).parse::<SocketAddr>().unwrap_or_else(|e| fail(&format!("bad address {}: {e}", arg(i))));
     match (arg(0), arg(1)) {
         ("serve", "tcp") => serve_tcp(address(2), arg(3)),
         ("serve", "udp") => serve_udp(address(2), arg(3)),
@@ -34,13 +35,17 @@ fn main() {
                 Err(e) => fail(&format!("no answer from {}: {e}", arg(2))),
             }
         }
-        ("send-udp", _) => send_udp(address(1), arg(2).parse().unwrap_or_else(|_| usage()), arg(3).parse().unwrap_or_else(|_| usage())),
+        ("send-udp", _) => {
+            send_udp(address(1), arg(2).parse().unwrap_or_else(|_| usage()), arg(3).parse().unwrap_or_else(|_| usage()))
+        }
         _ => usage(),
     }
 }
 
 fn usage() -> ! {
-    fail("usage: nettest serve tcp|udp ADDR:PORT NAME | connect tcp|udp ADDR:PORT [TIMEOUT_MS] | send-udp ADDR:PORT SRCPORT INTERVAL_MS")
+    fail(
+        "usage: nettest serve tcp|udp ADDR:PORT NAME | connect tcp|udp ADDR:PORT [TIMEOUT_MS] | send-udp ADDR:PORT SRCPORT INTERVAL_MS",
+    )
 }
 
 fn fail(message: &str) -> ! {
@@ -88,7 +93,11 @@ fn connect_udp(address: SocketAddr, timeout: Duration) -> std::io::Result<String
 }
 
 fn send_udp(address: SocketAddr, source_port: u16, interval_ms: u64) {
-    let bind: SocketAddr = if address.is_ipv4() { ([0, 0, 0, 0], source_port).into() } else { (std::net::Ipv6Addr::UNSPECIFIED, source_port).into() };
+    let bind: SocketAddr = if address.is_ipv4() {
+        ([0, 0, 0, 0], source_port).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, source_port).into()
+    };
     let socket = UdpSocket::bind(bind).unwrap_or_else(|e| fail(&format!("bind {bind}: {e}")));
     loop {
         // Unanswered or refused datagrams are the point of the test.

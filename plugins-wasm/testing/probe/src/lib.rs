@@ -33,7 +33,12 @@ struct ProbePlugin;
 
 impl cni_plugin_sdk::Plugin for ProbePlugin {
     fn manifest() -> Manifest {
-        cni_plugin_sdk::manifest(&[Capability::Links, Capability::Addresses, Capability::Sysctl, Capability::Delegation])
+        cni_plugin_sdk::manifest(&[
+            Capability::Links,
+            Capability::Addresses,
+            Capability::Sysctl,
+            Capability::Delegation,
+        ])
     }
 
     fn add(call: &Invocation) -> Result<CniResult> {
@@ -56,18 +61,29 @@ impl cni_plugin_sdk::Plugin for ProbePlugin {
                 "create-host-veth" => {
                     let ns = namespaces::container()?;
                     let host = namespaces::host();
-                    links::create_veth(&ns, "probe0", &options(), &host, &format!("pr{}", &call.container_id), &options())?;
+                    links::create_veth(
+                        &ns,
+                        "probe0",
+                        &options(),
+                        &host,
+                        &format!("pr{}", &call.container_id),
+                        &options(),
+                    )?;
                 }
                 "add-container-address" => {
                     let ns = namespaces::container()?;
-                    let address = types::IpNetwork { address: ip_to_wit("10.123.0.1".parse().unwrap()), prefix_len: 24 };
+                    let address =
+                        types::IpNetwork { address: ip_to_wit("10.123.0.1".parse().unwrap()), prefix_len: 24 };
                     addresses::add(&ns, "probe0", address)?;
                 }
                 // Routes are not in the manifest: the host must refuse.
                 "add-route" => {
                     let ns = namespaces::container()?;
                     let spec = RouteSpec {
-                        destination: types::IpNetwork { address: ip_to_wit("10.124.0.0".parse().unwrap()), prefix_len: 16 },
+                        destination: types::IpNetwork {
+                            address: ip_to_wit("10.124.0.0".parse().unwrap()),
+                            prefix_len: 16,
+                        },
                         gateway: None,
                         link: Some("probe0".into()),
                         source: None,
@@ -104,7 +120,13 @@ impl cni_plugin_sdk::Plugin for ProbePlugin {
                 }
                 "create-host-bridge" => {
                     let host = namespaces::host();
-                    links::create(&host, &format!("pb{}", &call.container_id), &LinkKind::Bridge(links::BridgeOptions { vlan_filtering: false }), &options(), None)?;
+                    links::create(
+                        &host,
+                        &format!("pb{}", &call.container_id),
+                        &LinkKind::Bridge(links::BridgeOptions { vlan_filtering: false }),
+                        &options(),
+                        None,
+                    )?;
                 }
                 "fail" => return Err(internal("probe: failing as asked")),
                 "spin" => {
