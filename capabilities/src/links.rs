@@ -321,7 +321,7 @@ pub fn move_to(ns: &Netns, name: &str, to: &Netns, new_name: &str) -> Result<Lin
         set_netns(&temporary, moved.index, to)?;
         require(to, new_name)
     };
-    finish().or_else(|error| {
+    finish().map_err(|error| {
         // Put it back: rename if needed, then return it to `ns`.
         if let Ok(Some(current)) = get(&temporary, new_name) {
             let _ = set(&temporary, new_name, &LinkChange { name: Some(name.to_string()), ..Default::default() });
@@ -329,7 +329,7 @@ pub fn move_to(ns: &Netns, name: &str, to: &Netns, new_name: &str) -> Result<Lin
         } else if let Ok(Some(current)) = get(&temporary, name) {
             let _ = set_netns(&temporary, current.index, ns);
         }
-        Err(error.context(&doing))
+        error.context(&doing)
     })
 }
 

@@ -53,7 +53,7 @@ impl Netns {
         let fs =
             statfs(Path::new(path)).map_err(|e| Error::from_errno(e as i32, format!("opening {label} (statfs)")))?;
         let magic = fs.filesystem_type().0 as i64;
-        if magic != NSFS_MAGIC && magic != PROC_SUPER_MAGIC.0 as i64 {
+        if magic != NSFS_MAGIC && magic != PROC_SUPER_MAGIC.0 {
             return Err(Error::invalid(format!("{path} is not a network namespace (filesystem magic {magic:#x})")));
         }
         let file = File::open(path).map_err(|e| Error::from_io(&e, format!("opening {label}")))?;
@@ -71,7 +71,6 @@ impl Netns {
                     unshare(CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
                     File::open("/proc/thread-self/ns/net")
                 })
-                .map_err(io::Error::from)
                 .and_then(|h| h.join().unwrap_or_else(|_| Err(io::Error::other("namespace thread panicked"))))
         })
         .map_err(|e| Error::from_io(&e, "creating a temporary netns (unshare)"))?;
@@ -132,7 +131,6 @@ impl Netns {
                     setns(fd, CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
                     f()
                 })
-                .map_err(io::Error::from)
                 .and_then(|handle| handle.join().unwrap_or_else(|_| Err(io::Error::other("namespace thread panicked"))))
         })
         .map_err(|e| Error::from_io(&e, format!("{what} in {}", self.label)))

@@ -426,6 +426,24 @@ pub mod expr {
     }
 }
 
+/// The value of a rule's `--comment`, unquoted (the inverse of
+/// [`save_string`]).
+pub fn comment_of(spec: &str) -> Option<String> {
+    let rest = &spec[spec.find("--comment ")? + "--comment ".len()..];
+    let Some(quoted) = rest.strip_prefix('"') else {
+        return Some(rest.split_whitespace().next()?.to_string());
+    };
+    let mut value = String::new();
+    let mut chars = quoted.chars();
+    loop {
+        match chars.next()? {
+            '"' => return Some(value),
+            '\\' => value.push(chars.next()?),
+            c => value.push(c),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -467,23 +485,5 @@ mod tests {
             .append_unique("PREROUTING", "-m addrtype --dst-type LOCAL -j CNI-X");
         change.delete("PREROUTING", "-j CNI-Z").delete_chain("CNI-X");
         assert_eq!(change.lines, ["-N CNI-Y", "-F CNI-X", "-X CNI-X"]);
-    }
-}
-
-/// The value of a rule's `--comment`, unquoted (the inverse of
-/// [`save_string`]).
-pub fn comment_of(spec: &str) -> Option<String> {
-    let rest = &spec[spec.find("--comment ")? + "--comment ".len()..];
-    let Some(quoted) = rest.strip_prefix('"') else {
-        return Some(rest.split_whitespace().next()?.to_string());
-    };
-    let mut value = String::new();
-    let mut chars = quoted.chars();
-    loop {
-        match chars.next()? {
-            '"' => return Some(value),
-            '\\' => value.push(chars.next()?),
-            c => value.push(c),
-        }
     }
 }

@@ -20,11 +20,14 @@ use cni_wasm_tests::side::{Side, podman_chain, port_mappings};
 use cni_wasm_tests::{REFERENCE_DIR, reference_available};
 use serde_json::{Value, json};
 
+/// Runs one iteration against the plugins in a directory.
+type Iteration = Box<dyn Fn(&Path, usize) -> Vec<Duration>>;
+
 struct Scenario {
     name: &'static str,
     /// Runs one iteration against the plugins in `dir`: returns the timed
     /// calls' durations, in the scenario's column order.
-    run: Box<dyn Fn(&Path, usize) -> Vec<Duration>>,
+    run: Iteration,
     columns: &'static [&'static str],
 }
 
@@ -64,7 +67,7 @@ fn main() {
         data_dir.display()
     );
 
-    let scenarios = vec![
+    let scenarios = [
         Scenario {
             name: "loopback",
             columns: &["ADD", "DEL"],
