@@ -6,10 +6,11 @@
 //! error when firewalld is asked for but absent; GC, which the reference
 //! lacks. Every "host" is a scratch namespace.
 
-use cni_wasm_tests::kernel::{assert_same, iptables_save, nft_ruleset, normalize_result};
+use cni_wasm_tests::kernel::{iptables_save, nft_ruleset};
 use cni_wasm_tests::netns::Netns;
 use cni_wasm_tests::plugin::{Env, Installation, Outcome, run};
-use cni_wasm_tests::side::{Side, ping};
+use cni_wasm_tests::result;
+use cni_wasm_tests::side::{Side, SideBySide, ping};
 use cni_wasm_tests::{reference, require_root};
 use serde_json::{Value, json};
 
@@ -40,51 +41,19 @@ fn filter_tables(host: &Netns) -> Value {
     json!({"filter4": iptables_save(host, false, "filter"), "filter6": iptables_save(host, true, "filter")})
 }
 
-fn address(result: &Value, index: usize) -> String {
-    result["ips"][index]["address"].as_str().unwrap().split('/').next().unwrap().to_string()
-}
-
 /// Two dual-stack containers added and deleted on both sides, comparing
-/// the results and both filter tables after every step.
+/// the results and both namespaces after every step.
 fn same_as_the_reference(tag: &str, firewall_plugin: Value) {
-    let (ours, theirs) = (Side::ours(&format!("{tag}-o")), Side::reference(&format!("{tag}-r")));
-    let conflist = network("podman", "cni-podman0", "10.89.0.0/24", Some("fd89::/64"), firewall_plugin.clone());
-    let containers: Vec<(Netns, Netns)> =
-        (0..2).map(|i| (Netns::new(&format!("{tag}-o{i}")), Netns::new(&format!("{tag}-r{i}")))).collect();
-    for (i, (our_ct, their_ct)) in containers.iter().enumerate() {
-        let id = format!("c{i}");
-        let our_result = ours.add(&conflist, &id, our_ct, &[]).unwrap_or_else(|e| panic!("{tag}: our ADD {id}: {e}"));
-        let their_result =
-            theirs.add(&conflist, &id, their_ct, &[]).unwrap_or_else(|e| panic!("{tag}: reference ADD {id}: {e}"));
-        assert_same(
-            &normalize_result(&our_result),
-            &normalize_result(&their_result),
-            &format!("{tag}: result of ADD {id} with {firewall_plugin}"),
-        );
-        assert_same(
-            &filter_tables(&ours.host),
-            &filter_tables(&theirs.host),
-            &format!("{tag}: iptables after ADD {id}"),
-        );
-        ours.check(&conflist, &id, our_ct, &[]).unwrap_or_else(|e| panic!("{tag}: CHECK {id}: {e}"));
-    }
-    let rules = filter_tables(&ours.host).to_string();
+    let conflist = network("podman", "cni-podman0", "10.89.0.0/24", Some("fd89::/64"), firewall_plugin);
+    let attached = SideBySide::new(tag, conflist).add();
+    let rules = filter_tables(&attached.ours.host).to_string();
     assert!(
         rules.contains("-A CNI-FORWARD -s 10.89.0.2/32 -j ACCEPT")
             && rules.contains("-A CNI-FORWARD -s fd89::3/128 -j ACCEPT"),
         "{rules}"
     );
-    for (i, (our_ct, their_ct)) in containers.iter().enumerate() {
-        let id = format!("c{i}");
-        ours.del(&conflist, &id, our_ct, &[]).unwrap_or_else(|e| panic!("{tag}: our DEL {id}: {e}"));
-        theirs.del(&conflist, &id, their_ct, &[]).unwrap_or_else(|e| panic!("{tag}: reference DEL {id}: {e}"));
-        assert_same(
-            &filter_tables(&ours.host),
-            &filter_tables(&theirs.host),
-            &format!("{tag}: iptables after DEL {id}"),
-        );
-    }
-    let rules = filter_tables(&ours.host).to_string();
+    let done = attached.del();
+    let rules = filter_tables(&done.ours.host).to_string();
     assert!(!rules.contains("10.89.0.") && !rules.contains("fd89::"), "every address rule is gone: {rules}");
 }
 
@@ -112,21 +81,7 @@ fn a_configured_admin_chain_and_backend_match_the_reference() {
 /// rules (nat and filter) through the whole chain.
 #[test]
 fn firewall_after_a_masquerading_bridge_matches_the_reference() {
-    let (ours, theirs) = (Side::ours("fw-podman-o"), Side::reference("fw-podman-r"));
-    let conflist = cni_wasm_tests::side::podman("1.0.0", &[firewall(json!({}))]);
-    let (our_ct, their_ct) = (Netns::new("fw-podman-oc"), Netns::new("fw-podman-rc"));
-    let our_result = ours.add(&conflist, "p", &our_ct, &[]).unwrap();
-    let their_result = theirs.add(&conflist, "p", &their_ct, &[]).unwrap();
-    assert_same(&normalize_result(&our_result), &normalize_result(&their_result), "result of the podman chain");
-    let tables = |host: &Netns| {
-        let mut t = filter_tables(host);
-        t["nat4"] = json!(iptables_save(host, false, "nat"));
-        t
-    };
-    assert_same(&tables(&ours.host), &tables(&theirs.host), "iptables after ADD");
-    ours.del(&conflist, "p", &our_ct, &[]).unwrap();
-    theirs.del(&conflist, "p", &their_ct, &[]).unwrap();
-    assert_same(&tables(&ours.host), &tables(&theirs.host), "iptables after DEL");
+    SideBySide::new("fw-podman", cni_wasm_tests::side::podman("1.0.0", &[firewall(json!({}))])).containers(1).run();
 }
 
 /// Containers a1, a2 on bridge A and b1 on bridge B, both networks with
@@ -137,9 +92,9 @@ fn reachability(tag: &str, firewall_plugin: Value) -> (bool, bool) {
     let net_b = network("fw-b", "fwbr-b", "10.61.2.0/24", None, firewall_plugin);
     let (a1, a2, b1) =
         (Netns::new(&format!("{tag}-a1")), Netns::new(&format!("{tag}-a2")), Netns::new(&format!("{tag}-b1")));
-    let a1_ip = address(&ours.add(&net_a, "a1", &a1, &[]).unwrap(), 0);
-    let a2_ip = address(&ours.add(&net_a, "a2", &a2, &[]).unwrap(), 0);
-    let b1_ip = address(&ours.add(&net_b, "b1", &b1, &[]).unwrap(), 0);
+    let a1_ip = result::ip(&ours.add(&net_a, "a1", &a1, &[]).unwrap(), 0);
+    let a2_ip = result::ip(&ours.add(&net_a, "a2", &a2, &[]).unwrap(), 0);
+    let b1_ip = result::ip(&ours.add(&net_b, "b1", &b1, &[]).unwrap(), 0);
     assert!(ping(&a1, "10.61.1.1") && ping(&b1, "10.61.2.1"), "{tag}: containers reach their gateways");
     let same_bridge = ping(&a1, &a2_ip);
     let across = ping(&a1, &b1_ip);
@@ -189,7 +144,7 @@ fn nftables_rules_exist_after_add_and_are_gone_after_del() {
     let (one, two) = (Netns::new("fw-nft-1"), Netns::new("fw-nft-2"));
     let first = ours.add(&conflist, "one", &one, &[]).unwrap();
     let second = ours.add(&conflist, "two", &two, &[]).unwrap();
-    let (ip4, ip6, other4) = (address(&first, 0), address(&first, 1), address(&second, 0));
+    let (ip4, ip6, other4) = (result::ip(&first, 0), result::ip(&first, 1), result::ip(&second, 0));
     let ruleset = nft_ruleset(&ours.host);
     for rule in [
         format!("ip daddr {ip4} ct state established,related accept"),
@@ -258,7 +213,7 @@ fn check_passes_after_add_and_fails_once_a_rule_is_removed_out_of_band() {
             firewall(json!({"backend": backend, "ingressPolicy": policy})),
         );
         let ct = Netns::new("fw-chk-c");
-        let ip = address(&ours.add(&conflist, "c", &ct, &[]).unwrap(), 0);
+        let ip = result::ip(&ours.add(&conflist, "c", &ct, &[]).unwrap(), 0);
         ours.check(&conflist, "c", &ct, &[]).unwrap_or_else(|e| panic!("{backend} {policy}: CHECK after ADD: {e}"));
         remove(&ours.host, &ip);
         let error = ours
@@ -492,7 +447,7 @@ fn concurrent_adds_and_dels(backend: &str) {
             .collect();
         handles
             .into_iter()
-            .map(|h| address(&h.join().unwrap().unwrap_or_else(|e| panic!("{backend}: concurrent ADD: {e}")), 0))
+            .map(|h| result::ip(&h.join().unwrap().unwrap_or_else(|e| panic!("{backend}: concurrent ADD: {e}")), 0))
             .collect()
     });
     let count = |text: &str, needle: &str| text.matches(needle).count();

@@ -4,11 +4,11 @@
 //! networks, conntrack cleanup on ADD and DEL, and GC.
 
 use std::io::BufRead;
-use std::time::Duration;
 
-use cni_wasm_tests::kernel::{self, iptables_save, normalize_result};
+use cni_wasm_tests::kernel::{self, iptables_save};
 use cni_wasm_tests::netns::Netns;
 use cni_wasm_tests::plugin::{Env, Installation, run};
+use cni_wasm_tests::result;
 use cni_wasm_tests::side::{self, GATEWAY, Server, Side, connect, lan_client, podman, port_mappings};
 use serde_json::{Value, json};
 
@@ -36,7 +36,7 @@ fn iptables_rules_results_and_kernel_state_match_the_reference() {
     let (our_ct, their_ct) = (Netns::new("pm-sbs-oc"), Netns::new("pm-sbs-rc"));
     let our_result = ours.add(&conflist, "abc123", &our_ct, &caps).unwrap();
     let their_result = theirs.add(&conflist, "abc123", &their_ct, &caps).unwrap();
-    assert_eq!(normalize_result(&our_result), normalize_result(&their_result));
+    assert_eq!(result::normalize(&our_result), result::normalize(&their_result));
     assert_eq!(nat_tables(&ours), nat_tables(&theirs), "nat tables after ADD");
     kernel::assert_converges(|| kernel::state(&ours.host), || kernel::state(&theirs.host), "host namespace");
     kernel::assert_converges(|| kernel::state(&our_ct), || kernel::state(&their_ct), "container namespace");
@@ -141,7 +141,7 @@ fn nftables_rules_follow_the_upstream_layout_and_del_removes_them() {
     let caps = [("portMappings", mappings())];
     let ct = Netns::new("pm-nft-c");
     let result = ours.add(&conflist, "abc123", &ct, &caps).unwrap();
-    let ip = result["ips"][0]["address"].as_str().unwrap().split('/').next().unwrap().to_string();
+    let ip = result::ip(&result, 0);
     let table = ours.exec("nft", &["list", "table", "ip", "cni_hostport"]);
     for expected in [
         format!("tcp dport 8080 dnat to {ip}:80 comment \"abc123\""),
@@ -223,11 +223,10 @@ fn a_udp_client_reaches_the_replacement_container_and_del_leaves_no_entry() {
         let mut lines = std::io::BufReader::new(stdout).lines();
         let _ = sender.send(lines.next().and_then(Result::ok));
     });
-    let got = receiver.recv_timeout(Duration::from_secs(5)).ok().flatten();
-    assert!(
-        got.is_some_and(|l| l.starts_with("got 192.168.78.2")),
-        "the replacement receives the client's datagrams within 5 s"
-    );
+    // The client sends every 100 ms; a stale entry would keep the datagrams
+    // going to the deleted container for as long as the client sends.
+    let got = receiver.recv_timeout(kernel::SETTLE).ok().flatten();
+    assert!(got.is_some_and(|l| l.starts_with("got 192.168.78.2")), "the replacement receives the client's datagrams");
 
     // DEL with no replacement: once the client stops, nothing remains for the port.
     let _ = client.kill();

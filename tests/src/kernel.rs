@@ -3,6 +3,7 @@
 //! away, everything else kept.
 
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
@@ -13,7 +14,8 @@ pub fn is_random_veth(name: &str) -> bool {
     name.len() == 12 && name.starts_with("veth") && name[4..].chars().all(|c| c.is_ascii_hexdigit())
 }
 
-fn normalize_name(name: &str) -> String {
+/// A random veth name replaced by `veth*`, any other name kept.
+pub fn normalize_name(name: &str) -> String {
     if is_random_veth(name) { "veth*".into() } else { name.into() }
 }
 
@@ -116,9 +118,10 @@ pub fn iptables_save(ns: &Netns, v6: bool, table: &str) -> String {
         .join("\n")
 }
 
-/// The nftables ruleset, as text, without handles and counters.
+/// The nftables ruleset, as text, without handles and counter values
+/// (`-s`: traffic of the moment is not state a plugin set).
 pub fn nft_ruleset(ns: &Netns) -> String {
-    ns.exec("nft", &["list", "ruleset"])
+    ns.exec("nft", &["-s", "list", "ruleset"])
 }
 
 /// `conntrack -L` of one family in the namespace (one entry per line).
@@ -136,54 +139,131 @@ pub fn sysctl(ns: &Netns, key: &str) -> String {
     ns.exec("cat", &[&format!("/proc/sys/{key}")]).trim().to_string()
 }
 
-/// A result JSON with the random parts (veth names, MACs, sandbox paths)
-/// replaced, so two runs compare equal.
-pub fn normalize_result(result: &Value) -> Value {
-    let mut result = result.clone();
-    if let Some(interfaces) = result["interfaces"].as_array_mut() {
-        for interface in interfaces {
-            if let Some(name) = interface["name"].as_str() {
-                interface["name"] = json!(normalize_name(name));
+/// Sysctl values by key, read by one process; a key that does not exist
+/// (its link is gone) is null.
+pub fn sysctls(ns: &Netns, keys: &[&str]) -> Value {
+    let script = "for key; do cat /proc/sys/$key 2>/dev/null || echo '<absent>'; done";
+    let mut args = vec!["-c", script, "sh"];
+    args.extend_from_slice(keys);
+    let output = ns.exec("sh", &args);
+    let values = output.lines().map(|v| if v == "<absent>" { Value::Null } else { json!(v) });
+    Value::Object(keys.iter().map(|k| k.to_string()).zip(values).collect())
+}
+
+/// The host sysctls the plugins change: forwarding, per family.
+pub const HOST_SYSCTLS: &[&str] = &["net/ipv4/ip_forward", "net/ipv6/conf/all/forwarding"];
+
+/// The sysctls of a container's `eth0` the plugins set: ARP/NDP
+/// announcements, duplicate address detection, IPv6. Not
+/// `keep_addr_on_down`, which ours sets and the Debian reference does not
+/// (tests/plugins/chain.rs shows why).
+pub const CONTAINER_SYSCTLS: &[&str] = &[
+    "net/ipv4/conf/eth0/arp_notify",
+    "net/ipv6/conf/eth0/ndisc_notify",
+    "net/ipv6/conf/eth0/accept_dad",
+    "net/ipv6/conf/eth0/enhanced_dad",
+    "net/ipv6/conf/eth0/disable_ipv6",
+];
+
+/// Everything a plugin may change in a host namespace: links, addresses,
+/// routes, both families' nat and filter tables, the nftables ruleset and
+/// the forwarding sysctls.
+pub fn host_state(ns: &Netns) -> Value {
+    json!({
+        "kernel": state(ns),
+        "nat4": iptables_save(ns, false, "nat"),
+        "nat6": iptables_save(ns, true, "nat"),
+        "filter4": iptables_save(ns, false, "filter"),
+        "filter6": iptables_save(ns, true, "filter"),
+        "nft": without_empty_tables(&normalize_veth_names(&nft_ruleset(ns))),
+        "sysctls": sysctls(ns, HOST_SYSCTLS),
+    })
+}
+
+/// Everything a plugin may change in a container namespace: links,
+/// addresses, routes and `eth0`'s sysctls.
+pub fn container_state(ns: &Netns) -> Value {
+    let mut state = state(ns);
+    state["sysctls"] = sysctls(ns, CONTAINER_SYSCTLS);
+    state
+}
+
+/// How long a test waits for state the kernel settles asynchronously (the
+/// links of a deleted namespace, DAD, carrier, neighbour entries,
+/// RCU-deferred netfilter objects). Generous, because a loaded 2-core
+/// machine can take seconds; a passing test waits only as long as the
+/// kernel needs, so only a failure ever waits this long.
+pub const SETTLE: Duration = Duration::from_secs(30);
+
+/// Polls `probe` until it returns `Ok`, and returns that. Once `within` has
+/// passed, panics with `what` and the last `Err` it returned: the last
+/// state seen, so a failure says what the kernel still showed.
+#[track_caller]
+pub fn eventually<T>(within: Duration, what: &str, mut probe: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + within;
+    let mut pause = Duration::from_millis(10);
+    loop {
+        match probe() {
+            Ok(value) => return value,
+            Err(last) if Instant::now() >= deadline => {
+                panic!("{what}: still not so after {within:?}; last seen: {last}")
             }
-            if interface.get("mac").is_some() {
-                interface["mac"] = json!("*");
-            }
-            if interface.get("sandbox").is_some() {
-                interface["sandbox"] = json!("*");
+            Err(_) => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(200));
             }
         }
     }
-    result
 }
 
-/// Asserts two JSON values are equal, showing only the lines that differ.
-#[track_caller]
-pub fn assert_same(ours: &Value, theirs: &Value, what: &str) {
+/// The lines of two JSON values that differ, or None when they are equal.
+fn difference(ours: &Value, theirs: &Value) -> Option<String> {
     if ours == theirs {
-        return;
+        return None;
     }
     let (a, b) = (serde_json::to_string_pretty(ours).unwrap(), serde_json::to_string_pretty(theirs).unwrap());
     let (a, b): (Vec<&str>, Vec<&str>) = (a.lines().collect(), b.lines().collect());
     let only_ours: Vec<&&str> = a.iter().filter(|l| !b.contains(l)).collect();
     let only_theirs: Vec<&&str> = b.iter().filter(|l| !a.contains(l)).collect();
-    panic!(
-        "{what}: cni-wasm and the reference differ\n only cni-wasm: {only_ours:#?}\n only reference: {only_theirs:#?}"
-    );
+    Some(format!(
+        "cni-wasm and the reference differ\n only cni-wasm: {only_ours:#?}\n only reference: {only_theirs:#?}"
+    ))
+}
+
+/// Asserts two JSON values are equal, showing only the lines that differ.
+#[track_caller]
+pub fn assert_same(ours: &Value, theirs: &Value, what: &str) {
+    if let Some(difference) = difference(ours, theirs) {
+        panic!("{what}: {difference}");
+    }
 }
 
 /// Like [`assert_same`], for kernel state that settles asynchronously
 /// (DAD, carrier changes through linkwatch): both sides must reach the
-/// same state within a few seconds.
+/// same state within [`SETTLE`].
 #[track_caller]
 pub fn assert_converges(ours: impl Fn() -> Value, theirs: impl Fn() -> Value, what: &str) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(4);
-    loop {
-        let (a, b) = (ours(), theirs());
-        if a == b || std::time::Instant::now() > deadline {
-            return assert_same(&a, &b, what);
+    eventually(SETTLE, what, || match difference(&ours(), &theirs()) {
+        None => Ok(()),
+        Some(difference) => Err(difference),
+    })
+}
+
+/// A ruleset without its empty tables. The Debian reference's ip6tables
+/// calls leave an empty `table ip6 nat` behind where it had nothing to do;
+/// a table with no chains does nothing.
+pub fn without_empty_tables(ruleset: &str) -> String {
+    let mut out = String::with_capacity(ruleset.len());
+    let mut lines = ruleset.lines().peekable();
+    while let Some(line) = lines.next() {
+        if line.starts_with("table ") && line.ends_with('{') && lines.peek() == Some(&"}") {
+            lines.next();
+            continue;
         }
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        out.push_str(line);
+        out.push('\n');
     }
+    out
 }
 
 /// Random veth names in free text (nft rulesets) replaced by `veth*`.

@@ -5,6 +5,7 @@ pub mod kernel;
 pub mod libcni;
 pub mod netns;
 pub mod plugin;
+pub mod result;
 pub mod side;
 
 use std::path::{Path, PathBuf};
@@ -45,6 +46,12 @@ pub fn reference(plugin: &str) -> PathBuf {
 
 pub fn reference_available() -> bool {
     Path::new(REFERENCE_DIR).join("loopback").is_file()
+}
+
+/// Whether CNI version `version` is `minimum` or later ("0.4.0" >= "0.3.1").
+pub fn version_at_least(version: &str, minimum: &str) -> bool {
+    let parse = |v: &str| v.split('.').map(|part| part.parse::<u32>().unwrap_or(0)).collect::<Vec<_>>();
+    parse(version) >= parse(minimum)
 }
 
 /// These tests configure the kernel; they need root and say so.
@@ -161,6 +168,18 @@ pub fn link_names(ns: &netns::Netns) -> Vec<String> {
         .iter()
         .map(|l| l["ifname"].as_str().unwrap().to_string())
         .collect()
+}
+
+/// Waits until no `veth…` link the plugins made is left in `ns`. The host
+/// end of a container's veth goes when the container's namespace is
+/// deleted, but the kernel destroys a deleted namespace's links
+/// asynchronously (its cleanup_net work, slow on a loaded machine).
+#[track_caller]
+pub fn wait_until_no_random_veths(ns: &netns::Netns, what: &str) {
+    kernel::eventually(kernel::SETTLE, what, || {
+        let veths: Vec<String> = link_names(ns).into_iter().filter(|l| kernel::is_random_veth(l)).collect();
+        if veths.is_empty() { Ok(()) } else { Err(format!("links {veths:?}")) }
+    });
 }
 
 /// Reports a skipped test on the real stderr (libtest captures print

@@ -211,3 +211,205 @@ pub fn lan_client(host: &Netns, tag: &str, host_ip: &str, client_ip: &str) -> Ne
     crate::netns::run("ip", &["-n", &client.name, "route", "add", "default", "via", host_ip]);
     client
 }
+
+/// How the reference's CHECK is treated in a [`SideBySide`] case.
+#[derive(Clone, Copy)]
+pub enum ReferenceCheck {
+    /// Not run: only cni-wasm's CHECK is asserted.
+    NotRun,
+    /// Run, and must pass as ours does.
+    Passes,
+    /// Run; when it fails, its error must satisfy the predicate (a known
+    /// reference bug that ours fixes, e.g. ptp's #886).
+    MayFail(fn(&str) -> bool),
+}
+
+type Snapshot = Box<dyn Fn(&Netns) -> Value>;
+type Prepare = Box<dyn Fn(&Netns)>;
+
+/// One side-by-side case, the reference's `testCase`/tester pattern: the
+/// same conflist through libcni with cni-wasm's plugins and the reference's,
+/// each in its own scratch host namespace. Every container is added on both
+/// sides, with the results, both host namespaces and both container
+/// namespaces compared after each ADD (and CHECK run when the version has
+/// it); then every container is deleted, comparing again after each DEL.
+///
+/// ```ignore
+/// SideBySide::new("br-gw", conflist).cni_args("IgnoreUnknown=1;MAC=...").run();
+/// ```
+pub struct SideBySide {
+    tag: String,
+    conflist: Value,
+    containers: usize,
+    /// Extra libcni driver arguments of every attachment (CNI_ARGS, capabilities).
+    attachment_args: Vec<String>,
+    prepare: Option<Prepare>,
+    host_state: Snapshot,
+    container_state: Snapshot,
+    reference_check: ReferenceCheck,
+}
+
+impl SideBySide {
+    pub fn new(tag: &str, conflist: Value) -> SideBySide {
+        SideBySide {
+            tag: tag.to_string(),
+            conflist,
+            containers: 2,
+            attachment_args: Vec::new(),
+            prepare: None,
+            host_state: Box::new(crate::kernel::host_state),
+            container_state: Box::new(crate::kernel::container_state),
+            reference_check: ReferenceCheck::NotRun,
+        }
+    }
+
+    /// How many containers to attach (default 2).
+    pub fn containers(mut self, count: usize) -> SideBySide {
+        self.containers = count;
+        self
+    }
+
+    /// CNI_ARGS for every attachment.
+    pub fn cni_args(mut self, args: &str) -> SideBySide {
+        if !args.is_empty() {
+            self.attachment_args.extend(["--args".to_string(), args.to_string()]);
+        }
+        self
+    }
+
+    /// A capability argument (`runtimeConfig`) for every attachment.
+    pub fn capability(mut self, name: &str, value: Value) -> SideBySide {
+        self.attachment_args.extend(["--cap".to_string(), format!("{name}={value}")]);
+        self
+    }
+
+    /// Prepares each side's host namespace before the first ADD (a master
+    /// link, an existing chain, ...).
+    pub fn prepare(mut self, prepare: impl Fn(&Netns) + 'static) -> SideBySide {
+        self.prepare = Some(Box::new(prepare));
+        self
+    }
+
+    /// What to compare in the host namespaces (default [`kernel::host_state`](crate::kernel::host_state)).
+    pub fn host_state(mut self, snapshot: impl Fn(&Netns) -> Value + 'static) -> SideBySide {
+        self.host_state = Box::new(snapshot);
+        self
+    }
+
+    /// What to compare in the container namespaces (default
+    /// [`kernel::container_state`](crate::kernel::container_state)).
+    pub fn container_state(mut self, snapshot: impl Fn(&Netns) -> Value + 'static) -> SideBySide {
+        self.container_state = Box::new(snapshot);
+        self
+    }
+
+    pub fn reference_check(mut self, check: ReferenceCheck) -> SideBySide {
+        self.reference_check = check;
+        self
+    }
+
+    /// ADD and DEL of every container, compared at each step.
+    pub fn run(self) -> Detached {
+        self.add().del()
+    }
+
+    /// ADD (and CHECK) of every container, compared at each step.
+    pub fn add(self) -> Attached {
+        let tag = self.tag.clone();
+        let (ours, theirs) = (Side::ours(&format!("{tag}-o")), Side::reference(&format!("{tag}-r")));
+        if let Some(prepare) = &self.prepare {
+            prepare(&ours.host);
+            prepare(&theirs.host);
+        }
+        let containers: Vec<(Netns, Netns)> = (0..self.containers)
+            .map(|i| (Netns::new(&format!("{tag}-o{i}")), Netns::new(&format!("{tag}-r{i}"))))
+            .collect();
+        let with_check = self.conflist["cniVersion"].as_str().is_some_and(|v| crate::version_at_least(v, "0.4.0"));
+        let mut results = Vec::new();
+        for (i, (our_ct, their_ct)) in containers.iter().enumerate() {
+            let id = format!("c{i}");
+            let our_result =
+                self.invoke(&ours, "add", &id, our_ct).unwrap_or_else(|e| panic!("{tag}: our ADD {id}: {e}"));
+            let their_result =
+                self.invoke(&theirs, "add", &id, their_ct).unwrap_or_else(|e| panic!("{tag}: reference ADD {id}: {e}"));
+            let (our_result, their_result): (Value, Value) = (parse(&our_result), parse(&their_result));
+            crate::kernel::assert_same(
+                &crate::result::normalize(&our_result),
+                &crate::result::normalize(&their_result),
+                &format!("{tag}: result of ADD {id}"),
+            );
+            self.compare(&ours, &theirs, our_ct, their_ct, &format!("ADD {id}"));
+            if with_check {
+                self.invoke(&ours, "check", &id, our_ct).unwrap_or_else(|e| panic!("{tag}: our CHECK {id}: {e}"));
+                match (self.reference_check, self.invoke(&theirs, "check", &id, their_ct)) {
+                    (ReferenceCheck::NotRun, _) | (_, Ok(_)) => {}
+                    (ReferenceCheck::Passes, Err(e)) => panic!("{tag}: reference CHECK {id}: {e}"),
+                    (ReferenceCheck::MayFail(known), Err(e)) => {
+                        assert!(known(&e), "{tag}: the reference's CHECK {id} fails another way: {e}")
+                    }
+                }
+            }
+            results.push((our_result, their_result));
+        }
+        Attached { case: self, ours, theirs, containers, results }
+    }
+
+    fn invoke(&self, side: &Side, command: &str, id: &str, container: &Netns) -> Result<String, String> {
+        let mut args = vec!["--container-id".to_string(), id.to_string(), "--netns".into(), container.path()];
+        args.extend(["--ifname".to_string(), "eth0".to_string()]);
+        args.extend(self.attachment_args.iter().cloned());
+        side.runtime.invoke(command, &side.conflist(&self.conflist), &args).into_result()
+    }
+
+    fn compare(&self, ours: &Side, theirs: &Side, our_ct: &Netns, their_ct: &Netns, after: &str) {
+        let tag = &self.tag;
+        let (host, container) = (&self.host_state, &self.container_state);
+        crate::kernel::assert_converges(
+            || host(&ours.host),
+            || host(&theirs.host),
+            &format!("{tag}: host after {after}"),
+        );
+        crate::kernel::assert_converges(
+            || container(our_ct),
+            || container(their_ct),
+            &format!("{tag}: container after {after}"),
+        );
+    }
+}
+
+fn parse(stdout: &str) -> Value {
+    serde_json::from_str(stdout).unwrap_or_else(|e| panic!("the driver printed no JSON result ({e}): {stdout:?}"))
+}
+
+/// A [`SideBySide`] case with every container added on both sides.
+pub struct Attached {
+    case: SideBySide,
+    pub ours: Side,
+    pub theirs: Side,
+    /// (ours, reference) for each container `c0`, `c1`, ...
+    pub containers: Vec<(Netns, Netns)>,
+    /// (ours, reference) ADD results, in container order.
+    pub results: Vec<(Value, Value)>,
+}
+
+impl Attached {
+    /// DEL of every container, in ADD order, compared after each.
+    pub fn del(self) -> Detached {
+        let Attached { case, ours, theirs, containers, results } = self;
+        let tag = &case.tag;
+        for (i, (our_ct, their_ct)) in containers.iter().enumerate() {
+            let id = format!("c{i}");
+            case.invoke(&ours, "del", &id, our_ct).unwrap_or_else(|e| panic!("{tag}: our DEL {id}: {e}"));
+            case.invoke(&theirs, "del", &id, their_ct).unwrap_or_else(|e| panic!("{tag}: reference DEL {id}: {e}"));
+            case.compare(&ours, &theirs, our_ct, their_ct, &format!("DEL {id}"));
+        }
+        Detached { ours, theirs, results }
+    }
+}
+
+/// A [`SideBySide`] case after every DEL, for assertions on what is left.
+pub struct Detached {
+    pub ours: Side,
+    pub theirs: Side,
+    pub results: Vec<(Value, Value)>,
+}
