@@ -175,7 +175,7 @@ pub fn host_state(ns: &Netns) -> Value {
         "nat6": iptables_save(ns, true, "nat"),
         "filter4": iptables_save(ns, false, "filter"),
         "filter6": iptables_save(ns, true, "filter"),
-        "nft": without_empty_tables(&normalize_veth_names(&nft_ruleset(ns))),
+        "nft": normalize_tables(&normalize_veth_names(&nft_ruleset(ns))),
         "sysctls": sysctls(ns, HOST_SYSCTLS),
     })
 }
@@ -249,21 +249,28 @@ pub fn assert_converges(ours: impl Fn() -> Value, theirs: impl Fn() -> Value, wh
     })
 }
 
-/// A ruleset without its empty tables. The Debian reference's ip6tables
-/// calls leave an empty `table ip6 nat` behind where it had nothing to do;
-/// a table with no chains does nothing.
-pub fn without_empty_tables(ruleset: &str) -> String {
-    let mut out = String::with_capacity(ruleset.len());
-    let mut lines = ruleset.lines().peekable();
-    while let Some(line) = lines.next() {
-        if line.starts_with("table ") && line.ends_with('{') && lines.peek() == Some(&"}") {
-            lines.next();
-            continue;
+/// A ruleset's tables in a fixed order, without the empty ones: the order
+/// tables were created in (which of two families a plugin got to first) is
+/// not state, and the Debian reference's ip6tables calls leave an empty
+/// `table ip6 nat` behind where it had nothing to do; a table with no
+/// chains does nothing.
+pub fn normalize_tables(ruleset: &str) -> String {
+    let mut tables: Vec<String> = Vec::new();
+    let mut current = String::new();
+    for line in ruleset.lines() {
+        current.push_str(line);
+        current.push('\n');
+        // Tables open at column 0 and close with a "}" there.
+        if line == "}" {
+            tables.push(std::mem::take(&mut current));
         }
-        out.push_str(line);
-        out.push('\n');
     }
-    out
+    if !current.trim().is_empty() {
+        tables.push(current);
+    }
+    tables.retain(|table| table.lines().count() > 2);
+    tables.sort();
+    tables.concat()
 }
 
 /// Random veth names in free text (nft rulesets) replaced by `veth*`.
