@@ -94,3 +94,19 @@ pub fn require_kernel_feature(feature: &str) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The lane's own check: the VM's kernel has every feature the probes
+    /// know, and each probe succeeds there (so a probe that is wrong, rather
+    /// than a kernel that lacks the feature, shows up here first).
+    #[test]
+    #[ignore = "needs a full kernel (all of lane::FEATURES): tests/kernel-vm.sh runs it"]
+    fn every_feature_the_lane_probes_is_there_on_a_full_kernel() {
+        let missing: Vec<String> = super::FEATURES
+            .iter()
+            .filter_map(|(feature, _)| super::kernel_feature(feature).err().map(|why| format!("{feature}: {why}")))
+            .collect();
+        assert!(missing.is_empty(), "missing: {missing:#?}");
+    }
+}
