@@ -120,6 +120,7 @@ setup() {
         # Only the x86 system emulator; no GUI, audio or firmware recommends.
         apt-get "${APT[@]}" install -y --no-install-recommends -t "$BACKPORTS" qemu-system-x86 \
             > "$APT_DIR/install.log" 2>&1 || { tail -30 "$APT_DIR/install.log" >&2; die "installing QEMU failed"; }
+        apt-get "${APT[@]}" clean    # the .debs: installed now
     fi
     # qboot: a minimal firmware, ~0.5 s faster than SeaBIOS, and no escape
     # sequences on the serial console.
