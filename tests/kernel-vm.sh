@@ -45,8 +45,6 @@ say() { printf 'kernel-vm: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
 elapsed() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
 
-[ "$(id -u)" = 0 ] || die "run as root (it installs QEMU, and the tests create network namespaces)"
-
 mode=tests run_cmd=()
 case "${1:-}" in
     --setup) mode=setup; shift ;;
@@ -54,6 +52,8 @@ case "${1:-}" in
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
 esac
 targets=("$@")
+
+[ "$(id -u)" = 0 ] || die "run as root (it installs QEMU, and the tests create network namespaces)"
 
 mkdir -p "$CACHE"
 # One setup at a time (two lanes started together would race on the cache).
@@ -246,6 +246,7 @@ share=$(mktemp -d /tmp/cni-wasm-vm.XXXXXX)
 trap 'rm -rf "$share"' EXIT
 
 setup
+exec 9>&-    # the cache is complete: other runs may go on with theirs
 if [ $mode = setup ]; then exit 0; fi
 
 if [ $mode = run ]; then
@@ -275,11 +276,19 @@ cargo run --release -q -p cni-wasm-tests --bin libcni-driver >/dev/null
 say "host build: $(elapsed "$t0") s"
 
 # Which binaries have tests for this lane: `--list --ignored` on the host
-# (cheap), so no VM boots for a binary without any.
+# (cheap), so no VM boots for a binary without any. (No `| grep -q` on the
+# listing: grep quitting early would kill the lister with SIGPIPE, and
+# pipefail would then drop the binary at random.)
+wanted() {
+    [ ${#targets[@]} = 0 ] && return 0
+    local t; for t in "${targets[@]}"; do [ "$t" = "$1" ] && return 0; done
+    return 1
+}
 selected=()
 while IFS=$'\t' read -r name exe src; do
-    if [ ${#targets[@]} -gt 0 ] && ! printf '%s\n' "${targets[@]}" | grep -qx "$name"; then continue; fi
-    if "$exe" --list --ignored 2>/dev/null | grep -q ': test$'; then selected+=("$name"$'\t'"$exe"$'\t'"${src#"$ROOT"/}"); fi
+    wanted "$name" || continue
+    list=$("$exe" --list --ignored) || die "$exe --list --ignored failed"
+    case $list in *": test"*) selected+=("$name"$'\t'"$exe"$'\t'"${src#"$ROOT"/}") ;; esac
 done < "$share/executables"
 if [ ${#selected[@]} = 0 ]; then
     say "no ignored (full-kernel) tests in ${targets[*]:-any test binary}"
