@@ -263,6 +263,8 @@ fi
 cd "$ROOT"
 t0=$(date +%s.%N)
 cargo build --release
+# As tests/run.sh does: the third-party plugin compiler, built on its own.
+cargo build --release -p cni-wasm-compiler
 # The test binaries (of tests/, the cni-wasm-tests package: the end-to-end
 # tests); cargo's JSON messages name each test executable.
 only=(); for t in "${targets[@]}"; do only+=(--test "$t"); done
