@@ -29,7 +29,7 @@
 #
 # Why QEMU's TCG (software emulation) and not KVM: /dev/kvm here is PVM,
 # which boots only kernels built as PVM guests; a stock Debian kernel stalls
-# or dies under it (shared/reference/kernel-vm.md). A boot costs ~3 s and
+# or dies under it (shared/reference/kernel-vm.md). A boot costs ~3.5 s and
 # every exec in the guest ~10x what it costs on the host.
 set -euo pipefail
 start=$(date +%s.%N)
@@ -302,7 +302,7 @@ fi
 if [ -t 1 ]; then color=always; else color=never; fi
 
 # One boot for all binaries, each run in turn like `cargo test` does (a fresh
-# process each, one kernel for all, as on the host lane). A boot costs ~3 s
+# process each, one kernel for all, as on the host lane). A boot costs ~3.5 s
 # under TCG, more than most binaries' tests; a boot per binary would buy
 # isolation the host lane does not have either. A binary's failure does not
 # stop the others; its status is written to the control dir.
