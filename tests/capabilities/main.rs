@@ -13,7 +13,7 @@ use cni_wasm_capabilities::routes::{self, AddMode, RouteFilter, RouteSpec};
 use cni_wasm_capabilities::state::StateDir;
 use cni_wasm_capabilities::{ErrorKind, sysctl};
 use cni_wasm_tests::netns::Netns;
-use cni_wasm_tests::{TempDir, link_names, require_root};
+use cni_wasm_tests::{TempDir, lane, link_names, require_root};
 
 fn open(ns: &Netns) -> Namespace {
     Namespace::open(&ns.path()).expect("opening a test netns")
@@ -91,6 +91,35 @@ fn link_types_the_kernel_lacks_are_unsupported_with_the_kernels_reason() {
             }
         }
     }
+}
+
+#[test]
+#[ignore = "needs a full kernel (dummy, vlan): tests/kernel-vm.sh runs it"]
+fn a_dummy_link_and_a_vlan_on_it_are_created_as_iproute2_shows_them() {
+    require_root();
+    lane::require_kernel_feature("dummy");
+    lane::require_kernel_feature("vlan");
+    let a = Netns::new("cap-vlan");
+    let ns = open(&a);
+    let options = LinkOptions { mtu: Some(1400), ..Default::default() };
+    let parent = links::create(&ns, "dum0", &LinkKind::Dummy, &options, None).unwrap();
+    assert_eq!((parent.kind.as_deref(), parent.mtu), (Some("dummy"), 1400));
+    let vlan = LinkKind::Vlan { parent: "dum0".into(), id: 42 };
+    let link = links::create(&ns, "dum0.42", &vlan, &LinkOptions::default(), None).unwrap();
+    assert_eq!((link.kind.as_deref(), link.vlan_id, link.parent_index), (Some("vlan"), Some(42), Some(parent.index)));
+
+    let shown = a.ip_json(&["-d", "link", "show"]);
+    let by_name = |name: &str| shown.as_array().unwrap().iter().find(|l| l["ifname"] == name).cloned().unwrap();
+    let (dummy, vlan) = (by_name("dum0"), by_name("dum0.42"));
+    assert_eq!((&dummy["linkinfo"]["info_kind"], &dummy["mtu"]), (&"dummy".into(), &1400.into()), "{dummy:#}");
+    assert_eq!(vlan["linkinfo"]["info_kind"], "vlan", "{vlan:#}");
+    assert_eq!(vlan["linkinfo"]["info_data"]["protocol"], "802.1Q", "{vlan:#}");
+    assert_eq!(vlan["linkinfo"]["info_data"]["id"], 42, "{vlan:#}");
+    assert_eq!(vlan["link"], "dum0", "{vlan:#}");
+    assert_eq!(vlan["mtu"], 1400, "a VLAN takes its parent's MTU: {vlan:#}");
+
+    links::delete(&ns, "dum0").unwrap();
+    assert_eq!(link_names(&a), ["lo"], "deleting the parent deletes its VLAN");
 }
 
 #[test]

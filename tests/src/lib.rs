@@ -2,6 +2,7 @@
 //! way a runtime does, scratch network namespaces, and where things are.
 
 pub mod kernel;
+pub mod lane;
 pub mod libcni;
 pub mod netns;
 pub mod plugin;
