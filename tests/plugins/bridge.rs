@@ -8,7 +8,7 @@ use cni_wasm_tests::kernel::{self, iptables_save};
 use cni_wasm_tests::netns::Netns;
 use cni_wasm_tests::plugin::{Env, Installation, run};
 use cni_wasm_tests::side::{BRIDGE, GATEWAY, Side, SideBySide, ping};
-use cni_wasm_tests::{result, wait_until_no_random_veths};
+use cni_wasm_tests::{lane, result, wait_until_no_random_veths};
 use serde_json::{Value, json};
 
 fn bridge(extra: Value) -> Value {
@@ -142,33 +142,87 @@ fn a_reused_address_is_reachable_at_once() {
     assert_eq!(kernel::sysctl(&second, "net/ipv4/conf/eth0/arp_notify"), "1", "arp_notify is set, as by the reference");
 }
 
-/// The kernel here may lack bridge VLAN filtering; then say so and skip.
-fn vlan_filtering_supported() -> Result<(), String> {
-    let ns = Netns::new("br-vlan-probe");
-    let output = std::process::Command::new("ip")
-        .args(["-n", &ns.name, "link", "add", "probe0", "type", "bridge", "vlan_filtering", "1"])
-        .output()
-        .unwrap();
-    if output.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&output.stderr).trim().to_string()) }
+/// The VLANs of each bridge port, by (normalized) port name.
+fn port_vlans(host: &Netns) -> Vec<(String, Vec<Value>)> {
+    let table: Value = serde_json::from_str(&host.exec("bridge", &["-j", "vlan", "show"])).unwrap();
+    let mut ports: Vec<(String, Vec<Value>)> = table
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (kernel::normalize_name(p["ifname"].as_str().unwrap()), p["vlans"].as_array().unwrap().clone()))
+        .collect();
+    ports.sort_by_key(|p| format!("{p:?}"));
+    ports
 }
 
+/// The default VLAN 1 left on a container's port, untagged but not its PVID.
+fn is_leftover_default_vlan(vlan: &Value) -> bool {
+    vlan["vlan"] == 1 && vlan["flags"] == json!(["Egress Untagged"])
+}
+
+/// The host namespace with its VLAN table, without the default VLAN the
+/// Debian reference leaves on a container's port (see below).
+fn host_with_vlans(host: &Netns) -> Value {
+    let mut state = kernel::host_state(host);
+    let vlans: Vec<(String, Vec<Value>)> = port_vlans(host)
+        .into_iter()
+        .map(|(port, vlans)| (port, vlans.into_iter().filter(|v| !is_leftover_default_vlan(v)).collect()))
+        .collect();
+    state["vlans"] = json!(vlans);
+    state
+}
+
+/// An access VLAN matches the reference in everything but one thing the
+/// Debian reference gets wrong: it adds VLAN 100 as the port's PVID but
+/// leaves the port in the bridge's default VLAN 1 (egress untagged), so the
+/// container still gets VLAN 1's untagged broadcast traffic. Ours removes
+/// the default VLAN first, as upstream does now unless
+/// `preserveDefaultVlan` says otherwise.
 #[test]
-fn vlan_and_vlan_trunk_tag_the_port() {
-    if let Err(why) = vlan_filtering_supported() {
-        cni_wasm_tests::skip(
-            "vlan_and_vlan_trunk_tag_the_port",
-            &format!("this kernel has no bridge VLAN filtering ({why})"),
-        );
-        return;
-    }
-    let ours = Side::ours("br-vlan");
+#[ignore = "needs a full kernel (bridge vlan_filtering): tests/kernel-vm.sh runs it"]
+fn an_access_vlan_matches_the_reference_but_leaves_the_default_vlan() {
+    lane::require_kernel_feature("bridge vlan_filtering");
+    let plugin = bridge(json!({"vlan": 100, "isGateway": true}));
+    let attached = SideBySide::new("br-vlan", conflist(plugin)).host_state(host_with_vlans).add();
+    let leftover = |host: &Netns| -> usize {
+        port_vlans(host)
+            .iter()
+            .filter(|(port, _)| port == "veth*")
+            .flat_map(|(_, v)| v)
+            .filter(|v| is_leftover_default_vlan(v))
+            .count()
+    };
+    assert_eq!(leftover(&attached.ours.host), 0, "ours: no container port is left in VLAN 1");
+    // Both containers' ports and the VLAN gateway interface's.
+    let ports = port_vlans(&attached.theirs.host).iter().filter(|(port, _)| port == "veth*").count();
+    assert_eq!(leftover(&attached.theirs.host), ports, "the reference leaves every port in VLAN 1 (fixed now?)");
+    attached.del();
+}
+
+/// vlanTrunk and preserveDefaultVlan are newer than the Debian reference.
+#[test]
+#[ignore = "needs a full kernel (bridge vlan_filtering): tests/kernel-vm.sh runs it"]
+fn a_vlan_trunk_tags_the_port_with_every_vlan() {
+    lane::require_kernel_feature("bridge vlan_filtering");
+    let ours = Side::ours("br-trunk");
     let conflist = conflist(bridge(json!({"vlan": 100, "vlanTrunk": [{"minID": 200, "maxID": 202}, {"id": 300}]})));
-    let a = Netns::new("br-vlan-a");
+    let a = Netns::new("br-trunk-a");
     ours.add(&conflist, "a", &a, &[]).unwrap();
-    let vlans = ours.exec("bridge", &["-j", "vlan", "show"]);
-    for id in ["100", "200", "201", "202", "300"] {
-        assert!(vlans.contains(id), "vlan {id} on the port: {vlans}");
-    }
+    let ports = ours.host.ip_json(&["link", "show", "master", BRIDGE]);
+    let port = ports[0]["ifname"].as_str().expect("the container's port").to_string();
+    let vlans: Value = serde_json::from_str(&ours.exec("bridge", &["-j", "vlan", "show", "dev", &port])).unwrap();
+    let ids: Vec<(u64, bool)> = vlans[0]["vlans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|v| {
+            let (first, last) =
+                (v["vlan"].as_u64().unwrap(), v["vlanEnd"].as_u64().unwrap_or(v["vlan"].as_u64().unwrap()));
+            let pvid = v["flags"].as_array().is_some_and(|f| f.iter().any(|f| f == "PVID"));
+            (first..=last).map(move |id| (id, pvid))
+        })
+        .collect();
+    assert_eq!(ids, [(100, true), (200, false), (201, false), (202, false), (300, false)], "{vlans}");
     ours.del(&conflist, "a", &a, &[]).unwrap();
 }
 
