@@ -90,6 +90,16 @@ pub fn dump(ns: &Netns, filter: &RouteFilter) -> Result<Vec<Route>> {
     Ok(routes)
 }
 
+/// The link of the first IPv4 default route in the main table, as the
+/// reference's macvlan and ipvlan pick their default master.
+pub fn default_route_link(ns: &Netns) -> Result<Option<String>> {
+    let routes = dump(ns, &RouteFilter { family: Some(Family::V4), table: None, link: None })?;
+    let Some(index) = routes.iter().filter(|r| r.destination.prefix_len == 0).find_map(|r| r.link_index) else {
+        return Ok(None);
+    };
+    Ok(links::get_by_index(ns, index)?.map(|link| link.name))
+}
+
 pub fn add(ns: &Netns, spec: &RouteSpec, mode: AddMode) -> Result<()> {
     let doing = format!("adding route {} in {}", describe(spec), ns.label());
     let message = message_for(ns, spec, &doing)?;

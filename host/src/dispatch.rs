@@ -207,7 +207,7 @@ fn rollback(process: &Rc<Process>, store: &mut Store<HostState>) {
             Entry::RouteAdded { ns: Which::Host, route } => route.link.as_deref(),
             _ => None,
         };
-        if shared_link.is_some_and(|link| state.grants.names_host_link(link)) {
+        if shared_link.is_some_and(|link| state.grants.manages_host_link(link)) {
             log_at!(Debug, &plugin, "rollback keeps shared {entry:?}");
             continue;
         }

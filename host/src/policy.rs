@@ -5,17 +5,22 @@
 //!   the policy file narrows it.
 //! - A third-party plugin gets what its manifest declares *and* the policy
 //!   file grants; with no policy entry it gets only logging.
-//! - In the host namespace, links (and their addresses, routes and conf/
-//!   sysctls) may be changed only if the request config names them, the
-//!   manifest lists them (bridge: "cni0"), or this invocation created them.
+//! - Host objects are reached only through the config keys the manifest
+//!   declares, each with a role (see `object-role` in wit/cni.wit): a key's
+//!   value (or its declared default) is the object, and the role says what
+//!   the plugin may do to it. Nothing is inferred from other strings. For a
+//!   third-party plugin a value counts only if the policy's patterns for its
+//!   kind admit it, and keys a pod or an earlier plugin fills in (`args`,
+//!   `runtimeConfig`, `prevResult`) only if the policy lists them.
+//! - Links this invocation created are its own to change (the caller adds
+//!   those).
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::bindings::cni_wasm::plugin::cni::{Capability, Manifest};
+use crate::bindings::cni_wasm::plugin::cni::{Capability, Manifest, ObjectDefault, ObjectRole};
 use crate::protocol::config::RequestConfig;
 
 /// Where the admin's policy lives; CNI_WASM_POLICY overrides it.
@@ -47,11 +52,18 @@ pub struct Limits {
 pub struct PluginPolicy {
     /// Capability family names ("links", "state", ...).
     pub capabilities: Option<Vec<String>>,
+    /// Globs the names of role-keyed host links must match ("cni*", "eth0").
     pub host_links: Option<Vec<String>>,
+    /// Globs of host sysctl keys the manifest may declare.
     pub host_sysctls: Option<Vec<String>>,
+    /// Globs of host files (fixed or role-keyed) the plugin may read.
     pub readable_files: Option<Vec<String>>,
+    /// Globs of nftables tables ("ip cni_*") and iptables chains.
     pub nft_tables: Option<Vec<String>>,
     pub iptables_chains: Option<Vec<String>>,
+    /// Declared object keys under `args`, `runtimeConfig` or `prevResult`
+    /// that count for this plugin (a third party's count only if listed).
+    pub runtime_keys: Option<Vec<String>>,
     /// A third-party plugin's state directory (its manifest cannot choose).
     pub state_dir: Option<PathBuf>,
     #[serde(flatten)]
@@ -101,26 +113,30 @@ pub fn capability_name(capability: Capability) -> &'static str {
     }
 }
 
+/// A host object a role-keyed config key named, resolved for this request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GrantedObject {
+    pub role: ObjectRole,
+    pub name: String,
+    /// For managed links: "<name>.<n>" goes with it.
+    pub sub_interfaces: bool,
+}
+
 /// What one invocation of one plugin may do.
 #[derive(Debug, Clone)]
 pub struct Grants {
     pub plugin: String,
     pub third_party: bool,
     capabilities: Vec<Capability>,
-    host_links: HashSet<String>,
+    /// Host objects named by the manifest's object keys.
+    objects: Vec<GrantedObject>,
+    /// A parent key was absent and defaults to the default-route link.
+    default_route_parent: bool,
     host_sysctls: Vec<String>,
-    /// Host files readable through `files`: the manifest's, and any absolute
-    /// path the request config mentions.
-    readable_files: HashSet<String>,
-    /// Consulted by the netfilter interface (its host side is not built yet).
-    #[allow(dead_code)]
+    /// Fixed readable host files (the manifest's, as the policy admits).
+    readable_files: Vec<String>,
     pub nft_tables: Vec<String>,
-    #[allow(dead_code)]
     pub iptables_chains: Vec<String>,
-    /// iptables chain names the request config mentions (firewall's
-    /// `iptablesAdminChainName`, portmap's `externalSetMarkChain`): up to
-    /// 28 characters, iptables' limit, so longer than a link name may be.
-    config_chains: HashSet<String>,
     pub state_root: Option<PathBuf>,
     /// Conntrack entries may be deleted only by a filter naming one of these
     /// host ports (the request's portMappings) or addresses (prevResult's).
@@ -130,6 +146,12 @@ pub struct Grants {
     pub memory_bytes: usize,
 }
 
+/// Keys whose values a pod or an earlier plugin chose, not the admin.
+fn is_runtime_key(key: &str) -> bool {
+    let first = key.split('.').next().unwrap_or_default();
+    ["args", "runtimeConfig", "prevResult"].iter().any(|k| k.eq_ignore_ascii_case(first))
+}
+
 impl Grants {
     /// Before the manifest is known: nothing but logging.
     pub fn none(plugin: &str) -> Self {
@@ -137,12 +159,12 @@ impl Grants {
             plugin: plugin.to_string(),
             third_party: false,
             capabilities: Vec::new(),
-            host_links: HashSet::new(),
+            objects: Vec::new(),
+            default_route_parent: false,
             host_sysctls: Vec::new(),
-            readable_files: HashSet::new(),
+            readable_files: Vec::new(),
             nft_tables: Vec::new(),
             iptables_chains: Vec::new(),
-            config_chains: HashSet::new(),
             state_root: None,
             conntrack_ports: Vec::new(),
             conntrack_addresses: Vec::new(),
@@ -159,37 +181,64 @@ impl Grants {
         config: &RequestConfig,
     ) -> Self {
         let entry = policy.plugins.get(plugin);
-        // Third-party plugins without an entry get an empty one: no grants.
-        let empty = PluginPolicy { capabilities: Some(Vec::new()), ..PluginPolicy::default() };
-        let entry = match (entry, third_party) {
-            (Some(entry), _) => Some(entry),
-            (None, true) => Some(&empty),
-            (None, false) => None,
-        };
-        let allowed = |declared: &[String], granted: Option<&Vec<String>>| -> Vec<String> {
-            match granted {
-                Some(granted) => declared.iter().filter(|d| granted.contains(d)).cloned().collect(),
-                None => declared.to_vec(),
+        // What the policy lists narrows a built-in; a third party gets only
+        // what its entry lists (no entry, or no list: nothing).
+        let admits = |value: &str, listed: Option<&Vec<String>>| -> bool {
+            match listed {
+                Some(patterns) => patterns.iter().any(|p| glob(p, value)),
+                None => !third_party,
             }
         };
+        let narrow = |declared: &[String], listed: Option<&Vec<String>>| -> Vec<String> {
+            declared.iter().filter(|d| admits(d, listed)).cloned().collect()
+        };
+        let listed = |field: fn(&PluginPolicy) -> &Option<Vec<String>>| entry.and_then(|e| field(e).as_ref());
         let capabilities = manifest
             .capabilities
             .iter()
             .copied()
-            .filter(|c| match entry.and_then(|e| e.capabilities.as_ref()) {
+            .filter(|c| match listed(|e| &e.capabilities) {
                 Some(granted) => granted.iter().any(|g| g == capability_name(*c)),
-                None => true,
+                None => !third_party,
             })
             .collect();
-        let mentioned = config.mentioned_strings();
-        let mut host_links: HashSet<String> =
-            allowed(&manifest.host_links, entry.and_then(|e| e.host_links.as_ref())).into_iter().collect();
-        // Names the request config mentions (e.g. "bridge": "br0", or a host
-        // veth in prevResult) are the runtime's and admin's choice.
-        host_links.extend(mentioned.iter().filter(|s| !s.is_empty() && s.len() <= 15).map(|s| s.to_string()));
-        let mut readable_files: HashSet<String> =
-            allowed(&manifest.readable_files, entry.and_then(|e| e.readable_files.as_ref())).into_iter().collect();
-        readable_files.extend(mentioned.iter().filter(|s| s.starts_with('/')).map(|s| s.to_string()));
+
+        let mut objects = Vec::new();
+        let mut default_route_parent = false;
+        for object in &manifest.objects {
+            if is_runtime_key(&object.key)
+                && third_party
+                && !listed(|e| &e.runtime_keys)
+                    .is_some_and(|keys| keys.iter().any(|k| k.eq_ignore_ascii_case(&object.key)))
+            {
+                continue;
+            }
+            let patterns = match object.role {
+                ObjectRole::Parent | ObjectRole::Managed | ObjectRole::Movable => listed(|e| &e.host_links),
+                ObjectRole::File => listed(|e| &e.readable_files),
+                ObjectRole::Chain => listed(|e| &e.iptables_chains),
+            };
+            let name = match (config.string(&object.key).filter(|v| !v.is_empty()), &object.default) {
+                (Some(value), _) => value.to_string(),
+                (None, ObjectDefault::Name(name)) => name.clone(),
+                (None, ObjectDefault::DefaultRouteLink) => {
+                    // Resolved when used; a third party needs the policy
+                    // to admit any link name for it.
+                    default_route_parent |= object.role == ObjectRole::Parent && admits("*", patterns);
+                    continue;
+                }
+                (None, ObjectDefault::None) => continue,
+            };
+            // A chain name iptables would refuse (or read as more than one
+            // token) names no chain.
+            let valid = object.role != ObjectRole::Chain
+                || (name.len() <= MAX_CHAIN_NAME
+                    && name.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\''));
+            if valid && admits(&name, patterns) {
+                objects.push(GrantedObject { role: object.role, name, sub_interfaces: object.sub_interfaces });
+            }
+        }
+
         let state_root = match (&manifest.state, third_party) {
             (None, _) => None,
             (Some(_), true) => entry.and_then(|e| e.state_dir.clone()),
@@ -206,16 +255,12 @@ impl Grants {
             plugin: plugin.to_string(),
             third_party,
             capabilities,
-            host_links,
-            host_sysctls: allowed(&manifest.host_sysctls, entry.and_then(|e| e.host_sysctls.as_ref())),
-            readable_files,
-            nft_tables: allowed(&manifest.nft_tables, entry.and_then(|e| e.nft_tables.as_ref())),
-            iptables_chains: allowed(&manifest.iptables_chains, entry.and_then(|e| e.iptables_chains.as_ref())),
-            config_chains: mentioned
-                .iter()
-                .filter(|s| !s.is_empty() && s.len() <= MAX_CHAIN_NAME)
-                .map(|s| s.to_string())
-                .collect(),
+            objects,
+            default_route_parent,
+            host_sysctls: narrow(&manifest.host_sysctls, listed(|e| &e.host_sysctls)),
+            readable_files: narrow(&manifest.readable_files, listed(|e| &e.readable_files)),
+            nft_tables: narrow(&manifest.nft_tables, listed(|e| &e.nft_tables)),
+            iptables_chains: narrow(&manifest.iptables_chains, listed(|e| &e.iptables_chains)),
             state_root,
             conntrack_ports: config.mapped_host_ports(),
             conntrack_addresses: config.result_addresses(),
@@ -228,25 +273,54 @@ impl Grants {
         self.capabilities.contains(&capability)
     }
 
-    /// Whether a host-namespace link named `name` was granted by name (the
-    /// caller adds the links the invocation itself created).
-    pub fn names_host_link(&self, name: &str) -> bool {
-        self.host_links.contains(name)
+    fn object(&self, role: ObjectRole, name: &str) -> bool {
+        self.objects.iter().any(|o| o.role == role && o.name == name)
+    }
+
+    /// Whether the config names `name` as a host link the plugin manages
+    /// (or as a sub-interface of one, where declared).
+    pub fn manages_host_link(&self, name: &str) -> bool {
+        self.objects.iter().any(|o| {
+            o.role == ObjectRole::Managed
+                && (o.name == name
+                    || (o.sub_interfaces
+                        && name
+                            .strip_prefix(o.name.as_str())
+                            .and_then(|rest| rest.strip_prefix('.'))
+                            .is_some_and(|vlan| !vlan.is_empty() && vlan.bytes().all(|b| b.is_ascii_digit()))))
+        })
+    }
+
+    /// Whether the config names `name` as a parent (a managed link may
+    /// have children too).
+    pub fn parents_host_link(&self, name: &str) -> bool {
+        self.object(ObjectRole::Parent, name) || self.manages_host_link(name)
+    }
+
+    /// Whether an absent parent key lets the default-route link be one.
+    pub fn default_route_parent(&self) -> bool {
+        self.default_route_parent
+    }
+
+    /// Whether the config names `name` as a host link to move.
+    pub fn moves_host_link(&self, name: &str) -> bool {
+        self.object(ObjectRole::Movable, name)
+    }
+
+    /// Whether the config names the iptables chain `name` as the plugin's.
+    pub fn names_chain(&self, name: &str) -> bool {
+        self.object(ObjectRole::Chain, name)
     }
 
     /// A listed key matches exactly, or segment by segment where the list
     /// says `*` ("net/ipv4/conf/*/route_localnet": that setting of any link).
-    /// Whether the request config names an iptables chain `name`.
-    pub fn names_chain(&self, name: &str) -> bool {
-        self.config_chains.contains(name)
-    }
-
     pub fn allows_host_sysctl(&self, key: &str) -> bool {
         self.host_sysctls.iter().any(|pattern| sysctl_pattern_matches(pattern, key))
     }
 
+    /// A fixed file of the manifest, or one a file-role key names.
     pub fn allows_file(&self, path: &str) -> bool {
-        self.readable_files.contains(path)
+        self.readable_files.iter().any(|f| f == path) || self.object(ObjectRole::File, path)
     }
 
     pub fn state_root(&self) -> Option<&Path> {
@@ -254,31 +328,129 @@ impl Grants {
     }
 }
 
+/// Shell-style globs: `*` any run, `?` one character.
+pub fn glob(pattern: &str, text: &str) -> bool {
+    fn matches(p: &[u8], t: &[u8]) -> bool {
+        match (p.first(), t.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => matches(&p[1..], t) || (!t.is_empty() && matches(p, &t[1..])),
+            (Some(b'?'), Some(_)) => matches(&p[1..], &t[1..]),
+            (Some(a), Some(b)) if a == b => matches(&p[1..], &t[1..]),
+            _ => false,
+        }
+    }
+    matches(pattern.as_bytes(), text.as_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bindings::cni_wasm::plugin::cni::ObjectKey;
 
-    #[test]
-    fn chains_the_config_names_are_owned_up_to_iptables_length() {
-        let manifest = Manifest {
+    fn key(key: &str, role: ObjectRole, default: ObjectDefault) -> ObjectKey {
+        ObjectKey { key: key.into(), role, default, sub_interfaces: false }
+    }
+
+    fn manifest(objects: Vec<ObjectKey>) -> Manifest {
+        Manifest {
             cni_versions: vec![],
-            capabilities: vec![Capability::Netfilter],
-            host_links: vec![],
+            capabilities: vec![Capability::Links, Capability::Netfilter],
+            objects,
             host_sysctls: vec![],
             state: None,
             readable_files: vec![],
             nft_tables: vec![],
-            iptables_chains: vec![],
-        };
-        let config = RequestConfig::parse(
-            br#"{"name": "n", "iptablesAdminChainName": "CNI-ADMIN-OVERRIDES-OF-PODS", "other": "A-NAME-LONGER-THAN-28-CHARACTERS"}"#.to_vec(),
-        )
-        .unwrap();
-        let grants = Grants::new("firewall", false, &manifest, &PolicyFile::default(), &config);
+            iptables_chains: vec!["CNI-DN-*".into()],
+        }
+    }
+
+    fn config(json: &str) -> RequestConfig {
+        RequestConfig::parse(json.as_bytes().to_vec()).unwrap()
+    }
+
+    fn policy(json: &str) -> PolicyFile {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn only_declared_keys_name_host_objects() {
+        let manifest = manifest(vec![
+            key("bridge", ObjectRole::Managed, ObjectDefault::Name("cni0".into())),
+            key("master", ObjectRole::Parent, ObjectDefault::None),
+            key("iptablesAdminChainName", ObjectRole::Chain, ObjectDefault::None),
+        ]);
+        let request = config(
+            r#"{"name": "n", "master": "eth0", "iptablesAdminChainName": "CNI-ADMIN-OVERRIDES-OF-PODS",
+                "other": "eth1", "args": {"x": "eth2"}, "prevResult": {"interfaces": [{"name": "eth3"}]}}"#,
+        );
+        let grants = Grants::new("p", false, &manifest, &PolicyFile::default(), &request);
+        assert!(grants.manages_host_link("cni0"), "the declared default");
+        assert!(grants.parents_host_link("eth0") && !grants.manages_host_link("eth0"), "a parent is not managed");
         assert!(grants.names_chain("CNI-ADMIN-OVERRIDES-OF-PODS"));
-        assert!(!grants.names_host_link("CNI-ADMIN-OVERRIDES-OF-PODS"), "too long for a link");
-        assert!(!grants.names_chain("A-NAME-LONGER-THAN-28-CHARACTERS"));
-        assert!(!grants.names_chain("CNI-FORWARD"));
+        let long = config(r#"{"name": "n", "iptablesAdminChainName": "A-NAME-LONGER-THAN-28-CHARACTERS"}"#);
+        let grants_long = Grants::new("p", false, &manifest, &PolicyFile::default(), &long);
+        assert!(!grants_long.names_chain("A-NAME-LONGER-THAN-28-CHARACTERS"), "longer than iptables allows");
+        for unnamed in ["eth1", "eth2", "eth3", "n"] {
+            assert!(!grants.manages_host_link(unnamed) && !grants.parents_host_link(unnamed), "{unnamed}");
+        }
+    }
+
+    #[test]
+    fn sub_interfaces_go_with_a_managed_link_only_where_declared() {
+        let mut bridge = key("bridge", ObjectRole::Managed, ObjectDefault::Name("cni0".into()));
+        let request = config(r#"{"name": "n"}"#);
+        let plain = Grants::new("p", false, &manifest(vec![bridge.clone()]), &PolicyFile::default(), &request);
+        assert!(!plain.manages_host_link("cni0.100"));
+        bridge.sub_interfaces = true;
+        let grants = Grants::new("p", false, &manifest(vec![bridge]), &PolicyFile::default(), &request);
+        assert!(grants.manages_host_link("cni0.100"));
+        assert!(
+            !grants.manages_host_link("cni0.")
+                && !grants.manages_host_link("cni0.x")
+                && !grants.manages_host_link("cni00")
+        );
+    }
+
+    #[test]
+    fn a_third_party_gets_only_what_its_policy_admits() {
+        let manifest = manifest(vec![
+            key("master", ObjectRole::Parent, ObjectDefault::None),
+            key("prevResult.interfaces.0.name", ObjectRole::Managed, ObjectDefault::None),
+        ]);
+        let request = config(r#"{"name": "n", "master": "eth0", "prevResult": {"interfaces": [{"name": "cni0"}]}}"#);
+        let families_only = policy(r#"{"plugins": {"p": {"capabilities": ["links", "netfilter"]}}}"#);
+        let grants = Grants::new("p", true, &manifest, &families_only, &request);
+        assert!(grants.has(Capability::Links));
+        assert!(!grants.parents_host_link("eth0"), "no link patterns: no links");
+        assert!(grants.iptables_chains.is_empty(), "no chain patterns: not the manifest's chains either");
+
+        let patterns = policy(r#"{"plugins": {"p": {"hostLinks": ["eth*", "cni*"], "iptablesChains": ["CNI-DN-*"]}}}"#);
+        let grants = Grants::new("p", true, &manifest, &patterns, &request);
+        assert!(grants.parents_host_link("eth0"));
+        assert!(!grants.manages_host_link("cni0"), "prevResult counts only where the policy lists the key");
+        assert_eq!(grants.iptables_chains, ["CNI-DN-*"]);
+
+        let runtime =
+            policy(r#"{"plugins": {"p": {"hostLinks": ["cni*"], "runtimeKeys": ["prevResult.interfaces.0.name"]}}}"#);
+        let grants = Grants::new("p", true, &manifest, &runtime, &request);
+        assert!(grants.manages_host_link("cni0") && !grants.parents_host_link("eth0"));
+    }
+
+    #[test]
+    fn a_default_route_parent_is_granted_only_for_an_absent_key() {
+        let manifest = manifest(vec![key("master", ObjectRole::Parent, ObjectDefault::DefaultRouteLink)]);
+        let absent = Grants::new("p", false, &manifest, &PolicyFile::default(), &config(r#"{"name": "n"}"#));
+        assert!(absent.default_route_parent());
+        let named =
+            Grants::new("p", false, &manifest, &PolicyFile::default(), &config(r#"{"name": "n", "master": "eth1"}"#));
+        assert!(!named.default_route_parent() && named.parents_host_link("eth1"));
+    }
+
+    #[test]
+    fn globs_match_like_a_shell() {
+        assert!(glob("CNI-DN-*", "CNI-DN-748d4dd0c88c50c10332c"));
+        assert!(glob("CNI-????", "CNI-abcd") && !glob("CNI-????", "CNI-abc"));
+        assert!(!glob("CNI-DN-*", "KUBE-MARK-MASQ"));
     }
 
     #[test]

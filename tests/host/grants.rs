@@ -34,9 +34,12 @@ fn a_call_outside_the_manifest_is_refused_even_if_the_policy_allows_it() {
     assert_eq!(link_names(&ns), ["lo"]);
 }
 
+/// A third party reaches a host link only through a key its manifest
+/// declares, and only where the admin's policy admits the name.
 #[test]
-fn host_links_the_request_does_not_name_are_out_of_reach() {
-    let probe = Probe::new("grant-host-link", json!({"plugins": {"probe": {"capabilities": EVERYTHING}}}));
+fn host_links_no_declared_key_names_are_out_of_reach() {
+    let policy = json!({"plugins": {"probe": {"capabilities": EVERYTHING, "hostLinks": ["bystander*"]}}});
+    let probe = Probe::new("grant-host-link", policy);
     let host = Netns::new("grant-fake-host");
     host.exec("ip", &["link", "add", "bystander0", "type", "veth", "peer", "name", "bystander1"]);
     let container = Netns::new("grant-container");
@@ -44,17 +47,23 @@ fn host_links_the_request_does_not_name_are_out_of_reach() {
     let out = run(&probe.plugin, &env, &Probe::config(&["change-unnamed-host-link"], json!({})));
     assert!(!out.success);
     let msg = out.json()["msg"].as_str().unwrap().to_string();
-    assert!(msg.contains("not named by the request config"), "{msg}");
+    assert!(msg.contains("is not one a config key names"), "{msg}");
     let mtu = host.ip_json(&["link", "show", "bystander0"])[0]["mtu"].clone();
     assert_eq!(mtu, 1500, "the bystander link is unchanged");
 
-    // Named in the request, the same link may be changed.
-    let named = Probe::config(
-        &["change-host-link"],
-        json!({"probe": {"steps": ["change-host-link"], "hostLink": "bystander0"}}),
-    );
-    assert!(run(&probe.plugin, &env, &named).success);
+    // Named by the declared key, and admitted by the policy: changed.
+    let named = |link: &str| {
+        Probe::config(&["change-host-link"], json!({"probe": {"steps": ["change-host-link"], "hostLink": link}}))
+    };
+    let out = run(&probe.plugin, &env, &named("bystander0"));
+    assert!(out.success, "{}", out.stdout);
     assert_eq!(host.ip_json(&["link", "show", "bystander0"])[0]["mtu"], 1280);
+
+    // Named by the declared key, but a name the policy does not admit.
+    host.exec("ip", &["link", "add", "other0", "type", "veth", "peer", "name", "other1"]);
+    let out = run(&probe.plugin, &env, &named("other0"));
+    assert!(out.json()["msg"].as_str().unwrap().contains("is not one a config key names"), "{}", out.stdout);
+    assert_eq!(host.ip_json(&["link", "show", "other0"])[0]["mtu"], 1500);
 }
 
 #[test]

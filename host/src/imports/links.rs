@@ -1,10 +1,12 @@
 //! `links`: create, change and delete network interfaces.
 //!
-//! Policy: reads are free once `links` is granted. In the host namespace a
-//! plugin may create links (the name must be free) but may change, enslave
-//! into, rename or delete only links the request config names, the manifest
-//! lists, or this invocation created. The container namespace is the
-//! invocation's own.
+//! Policy: reads are free once `links` is granted. The container namespace
+//! is the invocation's own. In the host namespace a plugin may create links
+//! (the name must be free); it may change, enslave into, rename or delete
+//! only links a `managed` config key names or this invocation created;
+//! create children (macvlan, ipvlan, vlan) only on links a `parent` or
+//! `managed` key names; and move a host link out only if a `movable` key
+//! names it (see `object-role` in wit/cni.wit).
 
 use cni_wasm_capabilities::links as native;
 use cni_wasm_capabilities::{Error, ErrorKind};
@@ -20,26 +22,41 @@ use crate::context::HostState;
 use crate::journal::Entry;
 
 impl HostState {
+    fn refuse_link(&self, doing: &str, name: &str, why: &str) -> super::CallError {
+        Error::new(
+            ErrorKind::Denied,
+            format!("{}: {doing} refused: link {name:?} in the host netns {why}", self.grants.plugin),
+        )
+        .into()
+    }
+
     /// Host-namespace links may only be changed when they are this
     /// invocation's to change (see the module docs).
     pub fn check_host_link(&self, which: Which, name: &str, doing: &str) -> CallResult<()> {
-        // A sub-interface "<link>.<n>" (a VLAN gateway) goes with its link.
-        let parent_named = name.rsplit_once('.').is_some_and(|(parent, _)| self.grants.names_host_link(parent));
-        if which == Which::Container
-            || self.created_host_links.contains(name)
-            || self.grants.names_host_link(name)
-            || parent_named
-        {
+        if which == Which::Container || self.created_host_links.contains(name) || self.grants.manages_host_link(name) {
             return Ok(());
         }
-        Err(Error::new(
-            ErrorKind::Denied,
-            format!(
-                "{}: {doing} refused: link {name:?} in the host netns is not named by the request config and was not created by this invocation",
-                self.grants.plugin
-            ),
-        )
-        .into())
+        Err(self.refuse_link(
+            doing,
+            name,
+            "is not one a config key names for the plugin to manage, and this invocation did not create it",
+        ))
+    }
+
+    /// A new link's parent in the host namespace must be one the config
+    /// names as a parent (or the default-route link, where the manifest
+    /// says so and the config names none).
+    fn check_host_parent(&self, name: &str, doing: &str) -> CallResult<()> {
+        if self.created_host_links.contains(name) || self.grants.parents_host_link(name) {
+            return Ok(());
+        }
+        if self.grants.default_route_parent() {
+            let host = self.process.host_ns.clone();
+            if cni_wasm_capabilities::routes::default_route_link(&host)?.as_deref() == Some(name) {
+                return Ok(());
+            }
+        }
+        Err(self.refuse_link(doing, name, "is not one a config key names as a parent"))
     }
 }
 
@@ -157,10 +174,24 @@ impl Host for HostState {
     ) -> CallResult<Link> {
         self.require(Capability::Links, "links.create")?;
         let (which, target) = self.netns(&ns)?;
-        let parent = match &parent_ns {
-            Some(handle) => Some(self.netns(handle)?.1),
-            None => None,
+        let (parent_which, parent) = match &parent_ns {
+            Some(handle) => {
+                let (which, ns) = self.netns(handle)?;
+                (which, Some(ns))
+            }
+            None => (which, None),
         };
+        let parent_name = match &link_kind {
+            LinkKind::Macvlan(o) => Some(&o.parent),
+            LinkKind::Ipvlan(o) => Some(&o.parent),
+            LinkKind::Vlan(o) => Some(&o.parent),
+            _ => None,
+        };
+        if let Some(parent_name) = parent_name
+            && parent_which == Which::Host
+        {
+            self.check_host_parent(parent_name, &format!("creating {name:?} on parent {parent_name:?}"))?;
+        }
         let created = native::create(&target, &name, &kind(link_kind), &options(link_options), parent.as_deref())?;
         self.note_created(which, &name);
         Ok(link(created))
@@ -240,7 +271,9 @@ impl Host for HostState {
         self.require(Capability::Links, "links.move-to")?;
         let (which, from) = self.netns(&ns)?;
         let (to_which, to) = self.netns(&to)?;
-        self.check_host_link(which, &name, "moving a link")?;
+        if which == Which::Host && !self.created_host_links.contains(&name) && !self.grants.moves_host_link(&name) {
+            return Err(self.refuse_link("moving a link", &name, "is not one a config key names as movable"));
+        }
         let moved = native::move_to(&from, &name, &to, &new_name)?;
         if to_which == Which::Host {
             self.created_host_links.insert(new_name);

@@ -6,18 +6,25 @@ use serde_json::{Map, Value};
 use super::error::{CniError, code};
 use super::version;
 
-/// Looks a key up the way Go's encoding/json does: an exact match first,
-/// then a case-insensitive one.
+/// Looks a key up the way Go's encoding/json fills a struct field: every
+/// key that matches case-insensitively assigns the field in turn, so the
+/// last one wins (`"name"` then `"Name"` is the second). The SDK's config
+/// parser does the same, so the host validates what the plugin reads.
 pub fn get_ci<'a>(object: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
-    object.get(key).or_else(|| object.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v))
+    object.iter().rev().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v)
 }
 
-/// Looks up a dotted path ("ipam.dataDir") case-insensitively.
+/// Looks up a dotted path ("ipam.dataDir", "prevResult.interfaces.0.name")
+/// case-insensitively; a number indexes an array.
 pub fn get_path<'a>(object: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
     let mut parts = path.split('.');
     let mut value = get_ci(object, parts.next()?)?;
     for part in parts {
-        value = get_ci(value.as_object()?, part)?;
+        value = match value {
+            Value::Array(items) => items.get(part.parse::<usize>().ok()?)?,
+            Value::Object(map) => get_ci(map, part)?,
+            _ => return None,
+        };
     }
     Some(value)
 }
@@ -142,22 +149,6 @@ impl RequestConfig {
             .filter_map(|cidr| cidr.split('/').next()?.parse().ok())
             .collect()
     }
-
-    /// Every string in the config, at any depth (prevResult included): the
-    /// names an invocation's config "mentions", for host-namespace policy.
-    pub fn mentioned_strings(&self) -> Vec<&str> {
-        fn walk<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
-            match value {
-                Value::String(s) => out.push(s),
-                Value::Array(items) => items.iter().for_each(|v| walk(v, out)),
-                Value::Object(map) => map.values().for_each(|v| walk(v, out)),
-                _ => {}
-            }
-        }
-        let mut out = Vec::new();
-        self.object.values().for_each(|v| walk(v, &mut out));
-        out
-    }
 }
 
 #[cfg(test)]
@@ -174,6 +165,28 @@ mod tests {
         assert_eq!(config.cni_version, "1.0.0");
         assert_eq!(config.name, "net");
         assert_eq!(config.string("ipam.dataDir"), Some("/x"));
+    }
+
+    #[test]
+    fn a_later_case_variant_key_wins_as_in_go() {
+        // Go's decoder assigns the field for every matching key, in order:
+        // the host must validate what the plugin's SDK will read.
+        assert_eq!(parse(r#"{"name": "n", "Name": "../x"}"#).unwrap_err().code, code::INVALID_NETWORK_CONFIG);
+        assert_eq!(
+            parse(r#"{"cniVersion": "1.0.0", "CNIVersion": "9.9.9", "name": "n"}"#).unwrap().cni_version,
+            "9.9.9"
+        );
+        assert_eq!(parse(r#"{"Name": "x", "name": "n"}"#).unwrap().name, "n");
+    }
+
+    #[test]
+    fn paths_index_arrays() {
+        let config =
+            parse(r#"{"name": "n", "prevResult": {"interfaces": [{"name": "cni0"}, {"Name": "veth1"}]}}"#).unwrap();
+        assert_eq!(config.string("prevResult.interfaces.0.name"), Some("cni0"));
+        assert_eq!(config.string("prevResult.interfaces.1.name"), Some("veth1"));
+        assert_eq!(config.string("prevResult.interfaces.2.name"), None);
+        assert_eq!(config.string("prevResult.interfaces.x.name"), None);
     }
 
     #[test]

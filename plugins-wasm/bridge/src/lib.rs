@@ -17,7 +17,8 @@ use cni_plugin_sdk::namespaces::{self, Netns};
 use cni_plugin_sdk::net::{IpNet, ip_from_wit, ip_to_wit, next_ip, parse_mac};
 use cni_plugin_sdk::types::IpFamily;
 use cni_plugin_sdk::{
-    Attachment, Capability, CniResult, Invocation, Manifest, addresses, clock, cni, neighbours, sysctl,
+    Attachment, Capability, CniResult, Invocation, Manifest, ObjectDefault, ObjectKey, ObjectRole, addresses, clock,
+    cni, neighbours, sysctl,
 };
 
 use crate::config::{DEFAULT_BRIDGE, NetConf};
@@ -36,7 +37,14 @@ impl cni_plugin_sdk::Plugin for Bridge {
             Capability::Delegation,
             Capability::Neighbours,
         ]);
-        manifest.host_links = vec![DEFAULT_BRIDGE.into()];
+        // The bridge (created if missing), with its VLAN gateway
+        // interfaces "<bridge>.<vlan>".
+        manifest.objects.push(ObjectKey {
+            key: "bridge".into(),
+            role: ObjectRole::Managed,
+            default: ObjectDefault::Name(DEFAULT_BRIDGE.into()),
+            sub_interfaces: true,
+        });
         masquerade::grant(&mut manifest, "bridge");
         // The MAC spoof check's table.
         manifest.nft_tables.push("bridge nat".into());

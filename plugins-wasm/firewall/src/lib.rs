@@ -25,7 +25,7 @@ mod records;
 use cni_plugin_sdk::error::{Result, code, error, internal};
 use cni_plugin_sdk::namespaces::{self, Netns};
 use cni_plugin_sdk::net::IpNet;
-use cni_plugin_sdk::{Attachment, Capability, CniResult, Invocation, Manifest, StateLocation, state};
+use cni_plugin_sdk::{Attachment, Capability, CniResult, Invocation, Manifest, ObjectRole, StateLocation, state};
 
 use crate::config::{Backend, Conf, DEFAULT_ADMIN_CHAIN, container_ips, isolation_bridge};
 use crate::iptables::Isolation;
@@ -41,8 +41,7 @@ impl cni_plugin_sdk::Plugin for Firewall {
     fn manifest() -> Manifest {
         let mut manifest = cni_plugin_sdk::manifest(&[Capability::Netfilter, Capability::State]);
         manifest.cni_versions = cni_plugin_sdk::versions_from("0.4.0");
-        // A configured iptablesAdminChainName is owned because the config
-        // names it.
+        manifest.objects.push(cni_plugin_sdk::object("iptablesAdminChainName", ObjectRole::Chain));
         manifest.iptables_chains = [iptables::FORWARD_CHAIN, DEFAULT_ADMIN_CHAIN, iptables::STAGE_1, iptables::STAGE_2]
             .map(String::from)
             .to_vec();

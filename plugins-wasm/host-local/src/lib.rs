@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use cni_plugin_sdk::config::no_dns;
 use cni_plugin_sdk::error::{Context, Result, code, error, internal};
 use cni_plugin_sdk::net::ip_to_wit;
-use cni_plugin_sdk::{Attachment, Capability, CniResult, Invocation, Manifest, StateLocation, cni};
+use cni_plugin_sdk::{Attachment, Capability, CniResult, Invocation, Manifest, ObjectRole, StateLocation, cni};
 
 use crate::config::IpamConfig;
 use crate::store::Store;
@@ -27,6 +27,7 @@ impl cni_plugin_sdk::Plugin for HostLocal {
             default_dir: "/var/lib/cni/networks".into(),
             config_key: Some("ipam.dataDir".into()),
         });
+        manifest.objects.push(cni_plugin_sdk::object("ipam.resolvConf", ObjectRole::File));
         manifest
     }
 

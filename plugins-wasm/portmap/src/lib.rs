@@ -20,7 +20,8 @@ use cni_plugin_sdk::net::{IpNet, family_of, ip_to_wit};
 use cni_plugin_sdk::netfilter::iptables_unusable;
 use cni_plugin_sdk::types::IpFamily;
 use cni_plugin_sdk::{
-    Attachment, Capability, CniResult, Invocation, Manifest, StateLocation, links, masquerade, routes, state, sysctl,
+    Attachment, Capability, CniResult, Invocation, Manifest, ObjectRole, StateLocation, links, masquerade, routes,
+    state, sysctl,
 };
 
 use crate::config::{Backend, PortMap, container_addresses};
@@ -46,6 +47,8 @@ impl cni_plugin_sdk::Plugin for Portmap {
         // link only with route_localnet on the host link routing to it.
         manifest.host_sysctls = vec!["net/ipv4/conf/*/route_localnet".into()];
         manifest.iptables_chains = vec!["CNI-HOSTPORT-*".into(), "CNI-DN-*".into(), "CNI-SN-*".into()];
+        // kube-proxy's mark chain, or whichever the admin names.
+        manifest.objects.push(cni_plugin_sdk::object("externalSetMarkChain", ObjectRole::Chain));
         manifest.nft_tables = vec![format!("ip {}", nftables::TABLE), format!("ip6 {}", nftables::TABLE)];
         // The lock that serializes edits of the shared chains, and the
         // records GC needs for nftables.

@@ -36,7 +36,9 @@ pub use bindings::cni_wasm::plugin::{
     addresses, clock, cni, conntrack, delegation, files, links, logging, namespaces, neighbours, routes, rules, state,
     sysctl, tc, types,
 };
-pub use cni::{Attachment, Capability, CniResult, Invocation, Manifest, StateLocation};
+pub use cni::{
+    Attachment, Capability, CniResult, Invocation, Manifest, ObjectDefault, ObjectKey, ObjectRole, StateLocation,
+};
 pub use error::{Context, Error, Result};
 
 /// Every CNI version this SDK's plugins accept.
@@ -53,13 +55,19 @@ pub fn manifest(capabilities: &[Capability]) -> Manifest {
     Manifest {
         cni_versions: versions_from("0.1.0"),
         capabilities: capabilities.to_vec(),
-        host_links: Vec::new(),
+        objects: Vec::new(),
         host_sysctls: Vec::new(),
         state: None,
         readable_files: Vec::new(),
         nft_tables: Vec::new(),
         iptables_chains: Vec::new(),
     }
+}
+
+/// A config key naming a host object the plugin uses in `role`, with no
+/// default (see `object-key` in wit/cni.wit).
+pub fn object(key: &str, role: ObjectRole) -> ObjectKey {
+    ObjectKey { key: key.to_string(), role, default: ObjectDefault::None, sub_interfaces: false }
 }
 
 /// A CNI plugin: the reference's cmdAdd / cmdDel / cmdCheck, plus STATUS

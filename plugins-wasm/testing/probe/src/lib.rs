@@ -33,12 +33,14 @@ struct ProbePlugin;
 
 impl cni_plugin_sdk::Plugin for ProbePlugin {
     fn manifest() -> Manifest {
-        cni_plugin_sdk::manifest(&[
+        let mut manifest = cni_plugin_sdk::manifest(&[
             Capability::Links,
             Capability::Addresses,
             Capability::Sysctl,
             Capability::Delegation,
-        ])
+        ]);
+        manifest.objects.push(cni_plugin_sdk::object("probe.hostLink", cni_plugin_sdk::ObjectRole::Managed));
+        manifest
     }
 
     fn add(call: &Invocation) -> Result<CniResult> {
@@ -95,7 +97,8 @@ impl cni_plugin_sdk::Plugin for ProbePlugin {
                     };
                     routes::add(&ns, &spec, AddMode::Exclusive)?;
                 }
-                // A host link the config does not name: the host must refuse.
+                // The host link `probe.hostLink` names: changed only where
+                // the policy admits its name.
                 "change-host-link" => {
                     let host = namespaces::host();
                     let change = links::LinkChange { mtu: Some(1280), ..no_change() };
