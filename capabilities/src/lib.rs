@@ -24,5 +24,6 @@ pub mod process;
 pub mod routes;
 pub mod state;
 pub mod sysctl;
+pub mod tap;
 
 pub use error::{Error, ErrorKind, Result};

@@ -191,11 +191,8 @@ pub fn create(
         LinkKind::Dummy => (InfoKind::Dummy, None, None),
         LinkKind::Ifb => (InfoKind::Ifb, None, None),
         LinkKind::Vrf { table } => (InfoKind::Vrf, Some(InfoData::Vrf(vec![InfoVrf::TableId(*table)])), None),
-        LinkKind::Tap(_) => {
-            // rtnetlink refuses tun/tap creation (EOPNOTSUPP); taps are made
-            // with TUNSETIFF on /dev/net/tun, which the tap plugin's issue adds.
-            return Err(Error::new(ErrorKind::NotImplemented, format!("{doing}: tap links are not implemented yet")));
-        }
+        // rtnetlink refuses tun/tap creation (EOPNOTSUPP): see tap.rs.
+        LinkKind::Tap(tap) => return create_tap(ns, name, tap, options, &doing),
     };
     let mut info = vec![LinkInfo::Kind(info_kind)];
     info.extend(info_data.map(LinkInfo::Data));
@@ -217,6 +214,27 @@ pub fn create(
     };
     sender.route()?.execute(RouteNetlinkMessage::NewLink(message), NLM_F_CREATE | NLM_F_EXCL, &doing)?;
     require(ns, name).context(&doing)
+}
+
+/// A tap, then its MTU, MAC and queue length (which TUNSETIFF cannot set);
+/// removed again if those fail.
+fn create_tap(ns: &Netns, name: &str, tap: &TapOptions, options: &LinkOptions, doing: &str) -> Result<Link> {
+    crate::tap::create(ns, name, tap)?;
+    let change = LinkChange {
+        mtu: options.mtu,
+        mac: options.mac.clone(),
+        tx_queue_len: options.tx_queue_len,
+        ..LinkChange::default()
+    };
+    let configured = match change.mtu.is_some() || change.mac.is_some() || change.tx_queue_len.is_some() {
+        true => set(ns, name, &change),
+        false => Ok(()),
+    };
+    if let Err(error) = configured.and_then(|()| require(ns, name)).map(drop) {
+        let _ = delete(ns, name);
+        return Err(error.context(doing));
+    }
+    require(ns, name).context(doing)
 }
 
 /// Creates a veth pair in one message, the peer already in `peer_ns`.

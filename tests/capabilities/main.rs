@@ -6,7 +6,7 @@ mod conntrack;
 use std::net::IpAddr;
 
 use cni_wasm_capabilities::addresses::{self, Family};
-use cni_wasm_capabilities::links::{self, LinkChange, LinkKind, LinkOptions};
+use cni_wasm_capabilities::links::{self, LinkChange, LinkKind, LinkOptions, TapOptions};
 use cni_wasm_capabilities::net::IpNetwork;
 use cni_wasm_capabilities::netns::Netns as Namespace;
 use cni_wasm_capabilities::routes::{self, AddMode, RouteFilter, RouteSpec};
@@ -14,6 +14,7 @@ use cni_wasm_capabilities::state::StateDir;
 use cni_wasm_capabilities::{ErrorKind, sysctl};
 use cni_wasm_tests::netns::Netns;
 use cni_wasm_tests::{TempDir, lane, link_names, require_root};
+use serde_json::json;
 
 fn open(ns: &Netns) -> Namespace {
     Namespace::open(&ns.path()).expect("opening a test netns")
@@ -216,4 +217,28 @@ fn a_state_lock_excludes_other_holders_until_dropped() {
     assert_eq!(two.lock("net/lock", soon()).unwrap_err().kind, ErrorKind::Timeout);
     drop(held);
     assert!(two.lock("net/lock", soon()).is_ok());
+}
+
+#[test]
+fn a_tap_is_created_inside_its_namespace_with_owner_group_and_queues() {
+    require_root();
+    let ns = Netns::new("cap-tap");
+    let before = thread_netns();
+    let tap = TapOptions { multi_queue: true, vnet_hdr: true, owner: Some(1234), group: Some(5678) };
+    let options = LinkOptions { mtu: Some(1400), mac: Some(vec![0x02, 0, 0, 0, 0, 0x77]), tx_queue_len: None };
+    let link = links::create(&open(&ns), "tap7", &LinkKind::Tap(tap.clone()), &options, None).unwrap();
+    assert_eq!((link.name.as_str(), link.mtu, link.kind.as_deref()), ("tap7", 1400, Some("tun")));
+    assert_eq!(thread_netns(), before, "the calling thread never changes namespace");
+    let shown = &ns.ip_json(&["-d", "link", "show", "tap7"])[0];
+    let info = &shown["linkinfo"]["info_data"];
+    assert_eq!(shown["address"], "02:00:00:00:00:77");
+    assert_eq!(
+        (&info["type"], &info["pi"], &info["vnet_hdr"], &info["multi_queue"], &info["persist"]),
+        (&json!("tap"), &json!(false), &json!(true), &json!(true), &json!(true)),
+        "{info}"
+    );
+    assert_eq!((&info["user"], &info["group"]), (&json!(1234), &json!(5678)), "{info}");
+    let again = links::create(&open(&ns), "tap7", &LinkKind::Tap(tap), &LinkOptions::default(), None);
+    assert_eq!(again.unwrap_err().kind, ErrorKind::AlreadyExists, "never attaches to an existing tap");
+    assert_eq!(link_names(&ns), ["lo", "tap7"]);
 }
