@@ -11,6 +11,7 @@
 
 pub mod addresses;
 pub mod conntrack;
+pub mod devices;
 pub mod error;
 pub mod files;
 pub mod firewalld;

@@ -88,6 +88,9 @@ pub struct HostState {
     pub table: ResourceTable,
     /// Host-namespace links this invocation created (and so may change).
     pub created_host_links: HashSet<String>,
+    /// Host links `links.find-host-device` found through a movable key's
+    /// selector (and so may move).
+    pub found_host_devices: HashSet<String>,
     pub journal: Journal,
     pub state_dir: Option<StateDir>,
     pub limits: StoreLimits,
@@ -107,6 +110,7 @@ impl HostState {
             grants,
             table: ResourceTable::new(),
             created_host_links: HashSet::new(),
+            found_host_devices: HashSet::new(),
             journal,
             state_dir: None,
             limits,

@@ -16,7 +16,8 @@ use super::CallResult;
 use super::namespaces::{NetnsHandle, Which};
 use crate::bindings::cni_wasm::plugin::cni::Capability;
 use crate::bindings::cni_wasm::plugin::links::{
-    BridgePort, BridgeVlan, Host, IpvlanMode, Link, LinkChange, LinkKind, LinkOptions, MacvlanMode, Master, OperState,
+    BridgePort, BridgeVlan, DeviceSelector, Host, HostDevice, IpvlanMode, Link, LinkChange, LinkKind, LinkOptions,
+    MacvlanMode, Master, OperState,
 };
 use crate::context::HostState;
 use crate::journal::Entry;
@@ -271,7 +272,10 @@ impl Host for HostState {
         self.require(Capability::Links, "links.move-to")?;
         let (which, from) = self.netns(&ns)?;
         let (to_which, to) = self.netns(&to)?;
-        if which == Which::Host && !self.created_host_links.contains(&name) && !self.grants.moves_host_link(&name) {
+        let movable = self.created_host_links.contains(&name)
+            || self.grants.moves_host_link(&name)
+            || self.found_host_devices.contains(&name);
+        if which == Which::Host && !movable {
             return Err(self.refuse_link("moving a link", &name, "is not one a config key names as movable"));
         }
         let moved = native::move_to(&from, &name, &to, &new_name)?;
@@ -279,6 +283,37 @@ impl Host for HostState {
             self.created_host_links.insert(new_name);
         }
         Ok(link(moved))
+    }
+
+    fn find_host_device(&mut self, selector: DeviceSelector) -> CallResult<Option<HostDevice>> {
+        self.require(Capability::Links, "links.find-host-device")?;
+        let (value, native_selector) = match selector {
+            DeviceSelector::Name(v) => (v.clone(), cni_wasm_capabilities::devices::Selector::Name(v)),
+            DeviceSelector::Mac(v) => (v.clone(), cni_wasm_capabilities::devices::Selector::Mac(v)),
+            DeviceSelector::KernelPath(v) => (v.clone(), cni_wasm_capabilities::devices::Selector::KernelPath(v)),
+            DeviceSelector::PciAddress(v) => (v.clone(), cni_wasm_capabilities::devices::Selector::PciAddress(v)),
+            DeviceSelector::AuxiliaryDevice(v) => {
+                (v.clone(), cni_wasm_capabilities::devices::Selector::AuxiliaryDevice(v))
+            }
+        };
+        // Only what a movable key names may be looked for: the lookup is
+        // what makes the link found movable.
+        if !self.grants.moves_host_link(&value) {
+            return Err(Error::new(
+                ErrorKind::Denied,
+                format!(
+                    "{}: links.find-host-device refused: {value:?} is not a device a movable config key names",
+                    self.grants.plugin
+                ),
+            )
+            .into());
+        }
+        let host = self.process.host_ns.clone();
+        let Some(device) = cni_wasm_capabilities::devices::find(&host, &native_selector)? else { return Ok(None) };
+        if let Some(found) = &device.link {
+            self.found_host_devices.insert(found.name.clone());
+        }
+        Ok(Some(HostDevice { link: device.link.map(link), pci_address: device.pci_address, driver: device.driver }))
     }
 
     fn set_bridge_port(&mut self, ns: Resource<NetnsHandle>, name: String, port: BridgePort) -> CallResult<()> {

@@ -58,6 +58,34 @@ impl types::Error {
     }
 }
 
+/// Teardown that keeps going (DEL, GC): every step runs, each failure is
+/// kept, and all of them are reported together at the end, so one failure
+/// never leaks what the later steps would have removed.
+#[derive(Debug, Default)]
+pub struct Errors(Vec<String>);
+
+impl Errors {
+    pub fn new() -> Self {
+        Errors(Vec::new())
+    }
+
+    /// Keeps `outcome`'s error, if any; returns its value otherwise.
+    pub fn keep<T, E: Into<Error>>(&mut self, outcome: std::result::Result<T, E>) -> Option<T> {
+        match outcome {
+            Ok(value) => Some(value),
+            Err(error) => {
+                self.0.push(error.into().msg);
+                None
+            }
+        }
+    }
+
+    /// Ok when nothing failed; else one internal error listing every failure.
+    pub fn finish(self) -> Result<()> {
+        if self.0.is_empty() { Ok(()) } else { Err(internal(self.0.join("; "))) }
+    }
+}
+
 /// Prefixes an error message with what the plugin was doing.
 pub trait Context<T> {
     fn context(self, doing: impl fmt::Display) -> Result<T>;

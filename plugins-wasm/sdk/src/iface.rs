@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use crate::error::{Context, Result, internal};
 use crate::ipam::no_change;
-use crate::links::{self, Link, LinkChange, LinkOptions};
+use crate::links::{self, Link, LinkChange, LinkKind, LinkOptions};
 use crate::namespaces::Netns;
 use crate::net::{IpNet, format_mac, ip_from_wit};
 use crate::routes::{self, RouteFilter};
@@ -63,6 +63,62 @@ pub fn setup_veth(
         }
     }
     Err(internal(format!("failed to find a unique veth name (last tried {last_peer})")))
+}
+
+/// Creates a link of `kind` in `container` under a temporary random name
+/// (`veth` and 8 hex digits, retried on a clash) and renames it `ifname`
+/// there, as the reference's macvlan, ipvlan, vlan and tap do: the new link
+/// never shows under `ifname` half made, and a name taken in the parent's
+/// namespace cannot get in the way. Deleted again if the rename fails.
+/// `what` names the kind in messages ("macvlan").
+pub fn create_renamed(
+    container: &Netns,
+    ifname: &str,
+    kind: &LinkKind,
+    options: &LinkOptions,
+    parent_ns: Option<&Netns>,
+    what: &str,
+) -> Result<Link> {
+    let mut temporary = random_veth_name();
+    let mut attempts = 0;
+    loop {
+        match links::create(container, &temporary, kind, options, parent_ns) {
+            Ok(_) => break,
+            Err(e) if e.is_already_exists() && attempts < 10 => {
+                attempts += 1;
+                temporary = random_veth_name();
+            }
+            Err(e) => return Err(internal(format!("failed to create {what}: {}", e.message))),
+        }
+    }
+    let rename = LinkChange { name: Some(ifname.to_string()), ..crate::ipam::no_change() };
+    if let Err(e) = links::set(container, &temporary, &rename) {
+        let _ = links::delete(container, &temporary);
+        return Err(internal(format!("failed to rename {what} to {ifname:?}: {}", e.message)));
+    }
+    links::get(container, ifname)?.ok_or_else(|| internal(format!("{what} {ifname:?} vanished after its creation")))
+}
+
+/// The link of the first IPv4 default route in `ns`'s main table, as the
+/// reference's macvlan and ipvlan pick their default master.
+pub fn default_route_interface(ns: &Netns) -> Result<Option<String>> {
+    let routes = routes::dump(ns, &RouteFilter { family: Some(types::IpFamily::Ipv4), table: None, link: None })?;
+    let Some(index) = routes.iter().filter(|r| r.destination.prefix_len == 0).find_map(|r| r.link_index) else {
+        return Ok(None);
+    };
+    Ok(links::get_by_index(ns, index)?.map(|link| link.name))
+}
+
+/// A container interface entry for a result: name, MAC, and the sandbox.
+pub fn container_interface(link: &Link, sandbox: Option<String>) -> cni::NetworkInterface {
+    cni::NetworkInterface {
+        name: link.name.clone(),
+        mac: Some(mac_string(link)),
+        mtu: None,
+        sandbox,
+        socket_path: None,
+        pci_id: None,
+    }
 }
 
 /// Deletes a link, returning its global unicast addresses; None when there
