@@ -149,7 +149,7 @@ mod tests {
     #[test]
     fn selectors_cannot_leave_their_sysfs_directory() {
         assert!(checked_kernel_path("/sys/devices/pci0000:00/0000:00:03.0").is_ok());
-        for bad in ["/sys/devices/../../etc", "/etc/passwd", "sys/devices/x", "/sys/devices/./x"] {
+        for bad in ["/sys/devices/../../etc", "/etc/passwd", "sys/devices/x", "/sys/devices/x/../../../etc"] {
             assert!(checked_kernel_path(bad).is_err(), "{bad}");
         }
         assert!(check_pci_address("0000:00:03.0").is_ok());
