@@ -23,8 +23,10 @@ pub mod netlink;
 pub mod netns;
 pub mod process;
 pub mod routes;
+pub mod rules;
 pub mod state;
 pub mod sysctl;
 pub mod tap;
+pub mod tc;
 
 pub use error::{Error, ErrorKind, Result};

@@ -242,3 +242,79 @@ fn a_tap_is_created_inside_its_namespace_with_owner_group_and_queues() {
     assert_eq!(again.unwrap_err().kind, ErrorKind::AlreadyExists, "never attaches to an existing tap");
     assert_eq!(link_names(&ns), ["lo", "tap7"]);
 }
+
+/// The TBF, ingress qdisc and redirect filter the bandwidth plugin makes,
+/// as the Debian reference's leave them (`tc -j` of its ADD, 2 Mbit/s
+/// with an 80 kbit burst).
+#[test]
+fn token_buckets_and_an_ingress_redirect_are_the_references() {
+    use cni_wasm_capabilities::tc::{self, QdiscKind, TokenBucket};
+    require_root();
+    let ns = Netns::new("cap-tc");
+    ns.exec("ip", &["link", "add", "host0", "type", "veth", "peer", "name", "peer0"]);
+    ns.exec("ip", &["link", "add", "ifb7", "type", "ifb"]);
+    ns.exec("ip", &["link", "set", "host0", "up"]);
+    let namespace = open(&ns);
+    let bucket = TokenBucket { rate: 250_000, burst: 10_000, limit: 16_250 };
+    tc::add_root_tbf(&namespace, "host0", bucket).unwrap();
+    tc::add_ingress(&namespace, "host0").unwrap();
+    tc::add_ingress_redirect(&namespace, "host0", "ifb7").unwrap();
+    let qdiscs: serde_json::Value =
+        serde_json::from_str(&ns.exec("tc", &["-j", "qdisc", "show", "dev", "host0"])).unwrap();
+    assert_eq!(qdiscs[0]["kind"], "tbf");
+    assert_eq!(qdiscs[0]["options"], json!({"rate": 250000, "burst": 10000, "lat": 25000}), "{qdiscs}");
+    assert_eq!((&qdiscs[1]["kind"], &qdiscs[1]["parent"]), (&json!("ingress"), &json!("ffff:fff1")), "{qdiscs}");
+    let filters: serde_json::Value =
+        serde_json::from_str(&ns.exec("tc", &["-j", "filter", "show", "dev", "host0", "ingress"])).unwrap();
+    let filter = &filters[2];
+    assert_eq!((&filter["protocol"], &filter["pref"], &filter["kind"]), (&json!("all"), &json!(1), &json!("u32")));
+    assert_eq!(filter["options"]["flowid"], "1:1", "{filter}");
+    let actions: Vec<(String, String)> = filter["options"]["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["to_dev"].as_str().unwrap().to_string(), a["control_action"]["type"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(actions, [("ifb7".into(), "stolen".into()), ("ifb7".into(), "pass".into())], "{filter}");
+    let listed = tc::list_qdiscs(&namespace, "host0").unwrap();
+    assert_eq!(listed[0].kind, QdiscKind::Tbf(bucket), "what the host reads back is what it installed");
+    assert_eq!(listed[1].kind, QdiscKind::Ingress);
+    assert_eq!(tc::add_root_tbf(&namespace, "host0", bucket).unwrap_err().kind, ErrorKind::AlreadyExists);
+    tc::delete_qdisc(&namespace, "host0", tc::PARENT_INGRESS).unwrap();
+    tc::delete_qdisc(&namespace, "host0", tc::PARENT_ROOT).unwrap();
+    assert!(tc::list_qdiscs(&namespace, "host0").unwrap().iter().all(|q| !matches!(q.kind, QdiscKind::Tbf(_))));
+    assert!(tc::delete_qdisc(&namespace, "host0", tc::PARENT_INGRESS).unwrap_err().is_not_found());
+}
+
+#[test]
+fn source_rules_are_added_listed_and_deleted() {
+    use cni_wasm_capabilities::rules::{self, Rule};
+    require_root();
+    let ns = Netns::new("cap-rules");
+    let namespace = open(&ns);
+    let rule = Rule {
+        family: Family::V4,
+        priority: Some(32000),
+        source: Some(IpNetwork { address: "10.0.0.5".parse().unwrap(), prefix_len: 32 }),
+        destination: None,
+        table: 100,
+        in_link: None,
+        out_link: None,
+    };
+    rules::add(&namespace, &rule).unwrap();
+    let shown = ns.ip_json(&["rule", "show", "table", "100"]);
+    assert_eq!((&shown[0]["src"], &shown[0]["priority"]), (&json!("10.0.0.5"), &json!(32000)), "{shown}");
+    assert!(rules::dump(&namespace, Family::V4).unwrap().contains(&rule));
+    assert_eq!(rules::add(&namespace, &rule).unwrap_err().kind, ErrorKind::AlreadyExists);
+    let v6 = Rule {
+        family: Family::V6,
+        source: Some(IpNetwork { address: "fd00::5".parse().unwrap(), prefix_len: 128 }),
+        ..rule.clone()
+    };
+    rules::add(&namespace, &v6).unwrap();
+    assert!(rules::dump(&namespace, Family::V6).unwrap().contains(&v6));
+    rules::delete(&namespace, &rule).unwrap();
+    rules::delete(&namespace, &v6).unwrap();
+    assert!(ns.ip_json(&["rule", "show", "table", "100"]).as_array().unwrap().is_empty());
+    assert!(rules::delete(&namespace, &rule).unwrap_err().is_not_found());
+}

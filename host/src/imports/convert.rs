@@ -48,6 +48,13 @@ pub fn family_from_wit(family: types::IpFamily) -> Family {
     }
 }
 
+pub fn family_to_wit(family: Family) -> types::IpFamily {
+    match family {
+        Family::V4 => types::IpFamily::Ipv4,
+        Family::V6 => types::IpFamily::Ipv6,
+    }
+}
+
 pub fn result_to_wit(result: &protocol::CniResult) -> cni::CniResult {
     cni::CniResult {
         interfaces: result
