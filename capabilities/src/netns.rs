@@ -106,6 +106,14 @@ impl Netns {
         }
     }
 
+    /// The namespace's nsfs inode number, which identifies it while it
+    /// lives.
+    pub fn inode(&self) -> Result<u64> {
+        let fd = self.fd()?.try_clone_to_owned().map_err(|e| Error::from_io(&e, "dup"))?;
+        let meta = File::from(fd).metadata().map_err(|e| Error::from_io(&e, "fstat netns"))?;
+        Ok(meta.ino())
+    }
+
     /// Whether this is the same namespace as `other` (same nsfs inode).
     pub fn same_as(&self, other: &Netns) -> Result<bool> {
         let id = |ns: &Netns| -> Result<(u64, u64)> {

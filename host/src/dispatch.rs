@@ -12,6 +12,7 @@ use crate::context::{Call, HostState, Process};
 use crate::imports::convert::{result_from_wit, result_to_wit};
 use crate::imports::namespaces::Which;
 use crate::journal::Entry;
+use crate::ledger::{self, Ledger};
 use crate::log::log_at;
 use crate::policy::Grants;
 use crate::protocol::config::RequestConfig;
@@ -87,6 +88,12 @@ pub fn invoke(
     }
     store.data_mut().limits = HostState::limits_for(&grants);
     store.data_mut().grants = grants;
+    let ledger = process.host_ns.inode().ok().and_then(|ns| Ledger::open(ns, &config.name, plugin));
+    let attachment = ledger::Attachment { container_id: &call.env.container_id, ifname: &call.env.ifname };
+    if let (Some(ledger), Command::Del | Command::Check) = (&ledger, command) {
+        // What this attachment's ADD created is its DEL's to remove.
+        store.data_mut().created_host_links.extend(ledger.read(&attachment).links);
+    }
 
     match command {
         Command::Add | Command::Del | Command::Check => {
@@ -105,7 +112,10 @@ pub fn invoke(
                     crate::timing::mark("plugin ADD");
                     let failure = match outcome {
                         Ok(Ok(result)) => match result_from_wit(result) {
-                            Ok(result) => return Ok(Response::Added(result)),
+                            Ok(result) => {
+                                record(ledger.as_ref(), &attachment, store.data());
+                                return Ok(Response::Added(result));
+                            }
                             Err(e) => {
                                 CniError::internal(format!("{plugin}: the plugin returned an invalid result: {e}"))
                             }
@@ -119,7 +129,11 @@ pub fn invoke(
                 Command::Del => {
                     let outcome = guest.call_del(&mut *store, &invocation);
                     crate::timing::mark("plugin DEL");
-                    finish(plugin, "DEL", outcome, &store)
+                    let response = finish(plugin, "DEL", outcome, &store)?;
+                    if let Some(Err(e)) = ledger.as_ref().map(|l| l.remove(&attachment)) {
+                        log_at!(Warn, plugin, "DEL done, but its ledger entry stays: {e}");
+                    }
+                    Ok(response)
                 }
                 _ => {
                     let outcome = guest.call_check(&mut *store, &invocation);
@@ -139,9 +153,42 @@ pub fn invoke(
                 .into_iter()
                 .map(|a| cni::Attachment { container_id: a.container_id, ifname: a.ifname })
                 .collect();
-            finish(plugin, "GC", guest.call_gc(&mut *store, &config_text, &valid), &store)
+            // What attachments no longer listed created is GC's to remove.
+            let stale: Vec<(String, String, ledger::Entry)> = ledger
+                .as_ref()
+                .map(|l| l.all())
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|(id, ifname, _)| !valid.iter().any(|v| v.container_id == *id && v.ifname == *ifname))
+                .collect();
+            for (_, _, entry) in &stale {
+                store.data_mut().created_host_links.extend(entry.links.iter().cloned());
+            }
+            let response = finish(plugin, "GC", guest.call_gc(&mut *store, &config_text, &valid), &store)?;
+            for (container_id, ifname, _) in &stale {
+                let attachment = ledger::Attachment { container_id, ifname };
+                if let Some(Err(e)) = ledger.as_ref().map(|l| l.remove(&attachment)) {
+                    log_at!(Warn, plugin, "GC done, but a ledger entry stays: {e}");
+                }
+            }
+            Ok(response)
         }
         Command::Version => unreachable!("answered above"),
+    }
+}
+
+/// Records the host links a successful ADD created (the ones the config
+/// names as managed are the network's, not the attachment's).
+fn record(ledger: Option<&Ledger>, attachment: &ledger::Attachment, state: &HostState) {
+    let Some(ledger) = ledger else { return };
+    let mut links: Vec<String> =
+        state.created_host_links.iter().filter(|l| !state.grants.manages_host_link(l)).cloned().collect();
+    links.sort();
+    if links.is_empty() {
+        return;
+    }
+    if let Err(e) = ledger.write(attachment, &ledger::Entry { links }) {
+        log_at!(Warn, &state.grants.plugin, "ADD done, but not recorded for DEL: {e}");
     }
 }
 

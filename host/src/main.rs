@@ -9,6 +9,7 @@ mod dispatch;
 mod edge;
 mod imports;
 mod journal;
+mod ledger;
 mod log;
 mod policy;
 mod protocol;

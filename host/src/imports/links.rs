@@ -246,7 +246,7 @@ impl Host for HostState {
         native::set(&ns, &name, &native_change)?;
         if let Some(new_name) = change.name.filter(|n| *n != name) {
             self.journal.rename_link(which, &name, &new_name);
-            if which == Which::Host {
+            if which == Which::Host && self.created_host_links.remove(&name) {
                 self.created_host_links.insert(new_name);
             }
         }
@@ -259,6 +259,9 @@ impl Host for HostState {
         self.check_host_link(which, &name, "deleting a link")?;
         native::delete(&ns, &name)?;
         self.journal.forget_link(which, &name);
+        if which == Which::Host {
+            self.created_host_links.remove(&name);
+        }
         Ok(())
     }
 

@@ -50,7 +50,6 @@ pub struct RequestConfig {
     /// As written; "0.1.0" when absent.
     pub cni_version: String,
     /// The network name (validated here; plugins read it themselves).
-    #[allow(dead_code)]
     pub name: String,
 }
 

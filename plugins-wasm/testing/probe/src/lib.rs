@@ -27,6 +27,8 @@ struct Probe {
     host_link: String,
     /// A sysctl key to write in the container (`write-container-sysctl`).
     sysctl_key: String,
+    /// What to do on DEL: `delete-host-link` deletes `hostLink`.
+    del_steps: Vec<String>,
 }
 
 struct ProbePlugin;
@@ -155,6 +157,13 @@ impl cni_plugin_sdk::Plugin for ProbePlugin {
 
     fn del(call: &Invocation) -> Result<()> {
         let conf: Conf = config::parse(&call.config)?;
+        for step in &conf.probe.del_steps {
+            match step.as_str() {
+                // Allowed only where this attachment's ADD created the link.
+                "delete-host-link" => links::delete(&namespaces::host(), &conf.probe.host_link)?,
+                other => return Err(internal(format!("probe: unknown DEL step {other:?}"))),
+            }
+        }
         if let Some(ipam) = conf.ipam.filter(|i| !i.plugin_type.is_empty()) {
             ipam::exec_del(&ipam.plugin_type)?;
         }
@@ -162,6 +171,18 @@ impl cni_plugin_sdk::Plugin for ProbePlugin {
     }
 
     fn check(_call: &Invocation) -> Result<()> {
+        Ok(())
+    }
+
+    /// GC runs the DEL steps too.
+    fn gc(config: &str, _valid: &[cni_plugin_sdk::Attachment]) -> Result<()> {
+        let conf: Conf = config::parse(config)?;
+        for step in &conf.probe.del_steps {
+            match step.as_str() {
+                "delete-host-link" => links::delete(&namespaces::host(), &conf.probe.host_link)?,
+                other => return Err(internal(format!("probe: unknown GC step {other:?}"))),
+            }
+        }
         Ok(())
     }
 }
