@@ -15,6 +15,9 @@ use crate::error::{Error, ErrorKind, Result};
 const FILE_MODE: u32 = 0o600;
 const DIR_MODE: u32 = 0o755;
 /// The Go reference (go-filemutex) creates its lock files 0750; matching it
+/// The most the host reads of one state file for a plugin.
+pub const MAX_FILE: u64 = 1 << 20;
+
 /// keeps a store shared with the reference plugins looking the same.
 const LOCK_MODE: u32 = 0o750;
 
@@ -48,12 +51,16 @@ impl StateDir {
         &self.root
     }
 
+    /// Reads a file of at most [`MAX_FILE`] bytes.
     pub fn read(&self, path: &str) -> Result<Option<Vec<u8>>> {
         let relative = relative(path)?;
         match self.dir.open(relative) {
-            Ok(mut file) => {
+            Ok(file) => {
                 let mut contents = Vec::new();
-                file.read_to_end(&mut contents).map_err(|e| self.error(&e, "reading", path))?;
+                file.take(MAX_FILE + 1).read_to_end(&mut contents).map_err(|e| self.error(&e, "reading", path))?;
+                if contents.len() as u64 > MAX_FILE {
+                    return Err(Error::invalid(format!("state file {path} is larger than {MAX_FILE} bytes")));
+                }
                 Ok(Some(contents))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),

@@ -47,11 +47,16 @@ impl Process {
         self.deadline.get()
     }
 
-    /// Sets the invocation's deadline and starts the watchdog for it.
+    /// Sets the invocation's deadline and starts the watchdog for it. The
+    /// plugin is stopped a tenth of the time (at most 2 s) before the
+    /// deadline, so that undoing a failed ADD, delegates included, has that
+    /// long within it.
     pub fn set_deadline(&self, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
+        let now = Instant::now();
+        let deadline = now + timeout;
+        let reserve = (timeout / 10).min(Duration::from_secs(2));
         self.deadline.set(deadline);
-        self.runtime.start_watchdog(deadline);
+        self.runtime.start_watchdog(deadline - reserve, deadline);
     }
 
     /// The container namespace at `path` if it is already open.
@@ -77,9 +82,38 @@ pub struct Call {
     pub plugin: String,
     pub env: Environment,
     pub config: RequestConfig,
-    /// Nesting level: 0 for the plugin the runtime ran, 1 for its delegate...
-    pub depth: u32,
+    pub origin: Origin,
 }
+
+/// How a call came about: from the runtime, or delegated.
+#[derive(Clone, Default)]
+pub struct Origin {
+    /// The plugins it was delegated through, the runtime's first; empty for
+    /// the plugin the runtime ran.
+    pub callers: Vec<String>,
+    /// Set once a third-party plugin is among the callers.
+    pub limit: Option<Rc<Limit>>,
+}
+
+impl Origin {
+    /// Nesting level: 0 for the plugin the runtime ran, 1 for its delegate...
+    pub fn depth(&self) -> usize {
+        self.callers.len()
+    }
+}
+
+/// What a call delegated by (or through) a third-party plugin may do: no
+/// more than that plugin may, and host objects and state only as the
+/// admin's config (the invocation's own stdin) names them, never as the
+/// config the third party wrote for the delegate does.
+pub struct Limit {
+    pub grants: Grants,
+    pub admin_config: RequestConfig,
+}
+
+/// The most log bytes one invocation may write; what comes after is dropped
+/// (with one line saying so).
+pub const MAX_LOG_BYTES: usize = 1 << 20;
 
 pub struct HostState {
     pub process: Rc<Process>,
@@ -94,6 +128,10 @@ pub struct HostState {
     pub journal: Journal,
     pub state_dir: Option<StateDir>,
     pub limits: StoreLimits,
+    /// Capability calls so far (see [`MAX_CALLS`]).
+    pub calls: Cell<u64>,
+    /// Log bytes written so far (see [`MAX_LOG_BYTES`]).
+    pub logged_bytes: usize,
 }
 
 impl HostState {
@@ -114,6 +152,8 @@ impl HostState {
             journal,
             state_dir: None,
             limits,
+            calls: Cell::new(0),
+            logged_bytes: 0,
         }
     }
 

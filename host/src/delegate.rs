@@ -9,8 +9,9 @@
 
 use std::rc::Rc;
 
-use crate::context::{Call, Process};
+use crate::context::{Call, Limit, Origin, Process};
 use crate::dispatch::{self, Response};
+use crate::policy::Grants;
 use crate::protocol::config::RequestConfig;
 use crate::protocol::env::Command;
 use crate::protocol::error::{CniError, code};
@@ -19,22 +20,50 @@ use crate::protocol::result::CniResult;
 pub fn run(
     process: &Rc<Process>,
     parent: &Call,
+    parent_grants: &Grants,
     plugin_type: &str,
     command: Command,
     stdin: Vec<u8>,
 ) -> Result<Option<CniResult>, CniError> {
-    if plugin_type.is_empty() || plugin_type.contains('/') || plugin_type.contains('\\') {
+    if plugin_type.is_empty() || plugin_type.contains('/') || plugin_type.contains('\\') || plugin_type.starts_with('.')
+    {
         return Err(CniError::internal(format!("{}: invalid delegate plugin type {plugin_type:?}", parent.plugin)));
     }
+    let mut callers = parent.origin.callers.clone();
+    callers.push(parent.plugin.clone());
+    if callers.iter().any(|c| c == plugin_type) {
+        return Err(CniError::internal(format!(
+            "{}: delegation loop: {} -> {plugin_type}",
+            parent.plugin,
+            callers.join(" -> ")
+        )));
+    }
+    // Once a third party is among the callers, every delegate below it is
+    // held to what that third party may do, and to the admin's config.
+    let limit = match (&parent.origin.limit, parent_grants.third_party) {
+        (Some(limit), _) => {
+            Some(Rc::new(Limit { grants: parent_grants.clone(), admin_config: limit.admin_config.clone() }))
+        }
+        (None, true) => Some(Rc::new(Limit { grants: parent_grants.clone(), admin_config: parent.config.clone() })),
+        (None, false) => None,
+    };
     let mut env = parent.env.clone();
     env.command = command;
     if process.registry.find(plugin_type).is_some() {
         let config = RequestConfig::parse(stdin)?;
         let version = config.cni_version.clone();
-        return match dispatch::invoke(process, plugin_type, env, config, parent.depth + 1)? {
+        return match dispatch::invoke(process, plugin_type, env, config, Origin { callers, limit })? {
             Response::Added(result) => Ok(Some(result.through_version(&version)?)),
             _ => Ok(None),
         };
+    }
+    if limit.is_some() {
+        // An executable runs with every privilege: a third party must not
+        // hand one a config of its own making.
+        return Err(CniError::internal(format!(
+            "{}: delegating to {plugin_type:?} refused: only built-in and .wasm plugins run on behalf of a third-party plugin, and no {plugin_type}.wasm was found",
+            parent.plugin
+        )));
     }
     exec(process, parent, plugin_type, command, &stdin)
 }

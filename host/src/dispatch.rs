@@ -8,7 +8,7 @@ use std::rc::Rc;
 use wasmtime::Store;
 
 use crate::bindings::cni_wasm::plugin::cni;
-use crate::context::{Call, HostState, Process};
+use crate::context::{Call, HostState, Origin, Process};
 use crate::imports::convert::{result_from_wit, result_to_wit};
 use crate::imports::namespaces::Which;
 use crate::journal::Entry;
@@ -22,7 +22,7 @@ use crate::protocol::result::CniResult;
 use crate::protocol::version::{self, Version};
 
 /// How deep delegation may nest (meta plugin → main plugin → IPAM → ...).
-pub const MAX_DEPTH: u32 = 4;
+pub const MAX_DEPTH: usize = 4;
 
 pub enum Response {
     /// VERSION: the config versions the plugin accepts.
@@ -38,15 +38,19 @@ pub fn invoke(
     plugin: &str,
     env: Environment,
     config: RequestConfig,
-    depth: u32,
+    origin: Origin,
 ) -> Result<Response, CniError> {
+    let depth = origin.depth();
     if depth > MAX_DEPTH {
-        return Err(CniError::internal(format!("{plugin}: delegation nested deeper than {MAX_DEPTH} levels")));
+        let chain = origin.callers.join(" -> ");
+        return Err(CniError::internal(format!(
+            "{plugin}: delegation nested deeper than {MAX_DEPTH} levels ({chain} -> {plugin})"
+        )));
     }
     let loaded = process.registry.load(&process.runtime, plugin, process.deadline())?;
     crate::timing::mark("load component");
     let command = env.command;
-    let call = Rc::new(Call { plugin: plugin.to_string(), env, config, depth });
+    let call = Rc::new(Call { plugin: plugin.to_string(), env, config, origin });
     let state = HostState::new(process.clone(), call.clone(), Grants::none(plugin));
     let (store, bindings) = process
         .runtime
@@ -82,7 +86,14 @@ pub fn invoke(
         ));
     }
 
-    let grants = Grants::new(plugin, loaded.third_party, &manifest, &process.policy, config);
+    let grants = match &call.origin.limit {
+        None => Grants::new(plugin, loaded.third_party, &manifest, &process.policy, config),
+        Some(limit) => {
+            let mut grants = Grants::new(plugin, loaded.third_party, &manifest, &process.policy, &limit.admin_config);
+            grants.narrow_to(&limit.grants);
+            grants
+        }
+    };
     if depth == 0 {
         process.set_deadline(grants.timeout);
     }
@@ -112,6 +123,14 @@ pub fn invoke(
                     crate::timing::mark("plugin ADD");
                     let failure = match outcome {
                         Ok(Ok(result)) => match result_from_wit(result) {
+                            Ok(result)
+                                if result.to_json(version::CURRENT).map(|j| j.to_string().len()).unwrap_or(0)
+                                    > MAX_RESULT =>
+                            {
+                                CniError::internal(format!(
+                                    "{plugin}: the plugin returned a result larger than {MAX_RESULT} bytes"
+                                ))
+                            }
                             Ok(result) => {
                                 record(ledger.as_ref(), &attachment, store.data());
                                 return Ok(Response::Added(result));
@@ -216,8 +235,24 @@ fn finish(
     }
 }
 
+/// The most of a plugin's error message or details the host passes on.
+const MAX_ERROR_TEXT: usize = 64 << 10;
+/// The largest result (as CNI 1.1 JSON) the host passes on.
+const MAX_RESULT: usize = 1 << 20;
+
 fn cni_error(error: cni::Error) -> CniError {
-    CniError { code: error.code, msg: error.msg, details: error.details }
+    let cut = |mut text: String| {
+        if text.len() > MAX_ERROR_TEXT {
+            let mut end = MAX_ERROR_TEXT;
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            text.truncate(end);
+            text.push_str("...");
+        }
+        text
+    };
+    CniError { code: error.code, msg: cut(error.msg), details: cut(error.details) }
 }
 
 /// A guest trap: a deadline, the memory cap, or a plugin bug (panic).
@@ -270,7 +305,8 @@ fn rollback(process: &Rc<Process>, store: &mut Store<HostState>) {
             }
             Entry::StateFileCreated { path } => state.state_dir.as_ref().map(|dir| dir.remove(path).map(drop)),
             Entry::DelegateAdded { plugin_type, stdin } => {
-                let outcome = crate::delegate::run(process, &state.call, plugin_type, Command::Del, stdin.clone());
+                let outcome =
+                    crate::delegate::run(process, &state.call, &state.grants, plugin_type, Command::Del, stdin.clone());
                 if let Err(error) = outcome {
                     log_at!(Warn, &plugin, "rolling back: DEL of delegate {plugin_type} failed: {error}");
                 }
@@ -290,7 +326,8 @@ fn rollback(process: &Rc<Process>, store: &mut Store<HostState>) {
 pub fn describe(process: &Rc<Process>, plugin: &str) -> Result<cni::Manifest, CniError> {
     let loaded = process.registry.load(&process.runtime, plugin, process.deadline())?;
     let env = Environment::read(|key| (key == "CNI_COMMAND").then(|| "VERSION".to_string()))?;
-    let call = Rc::new(Call { plugin: plugin.to_string(), env, config: RequestConfig::empty(), depth: 0 });
+    let call =
+        Rc::new(Call { plugin: plugin.to_string(), env, config: RequestConfig::empty(), origin: Origin::default() });
     let state = HostState::new(process.clone(), call, Grants::none(plugin));
     let (mut store, bindings) = process
         .runtime

@@ -9,7 +9,7 @@ use std::rc::Rc;
 
 use cni_wasm_capabilities::netns::Netns;
 
-use crate::context::Process;
+use crate::context::{Origin, Process};
 use crate::dispatch::{self, Response};
 use crate::policy::PolicyFile;
 use crate::protocol::config::RequestConfig;
@@ -85,7 +85,7 @@ fn run(
     }
     let version = config.cni_version.clone();
     crate::timing::mark("stdin and config");
-    match dispatch::invoke(&process, plugin, env, config, 0)? {
+    match dispatch::invoke(&process, plugin, env, config, Origin::default())? {
         Response::Added(result) => {
             let output = json::to_go_pretty(&result.to_json(&version)?);
             crate::timing::mark("result");
@@ -97,7 +97,7 @@ fn run(
 
 fn versions(process: &Rc<Process>, plugin: &str) -> Result<Vec<String>, CniError> {
     let env = Environment::read(|key| (key == "CNI_COMMAND").then(|| "VERSION".to_string()))?;
-    match dispatch::invoke(process, plugin, env, RequestConfig::empty(), 0)? {
+    match dispatch::invoke(process, plugin, env, RequestConfig::empty(), Origin::default())? {
         Response::Versions(versions) => Ok(versions),
         _ => unreachable!("VERSION answers with versions"),
     }

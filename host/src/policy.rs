@@ -28,6 +28,8 @@ pub const DEFAULT_POLICY_PATH: &str = "/etc/cni-wasm/policy.json";
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_MEMORY_MIB: u64 = 64;
+/// A host-local ADD on a full /16 makes about 70 000 state calls.
+const DEFAULT_MAX_CALLS: u64 = 1 << 20;
 /// The longest iptables chain name (XT_EXTENSION_MAXNAMELEN - 1).
 const MAX_CHAIN_NAME: usize = 28;
 
@@ -45,6 +47,8 @@ pub struct Limits {
     pub timeout_ms: Option<u64>,
     #[serde(rename = "memoryMiB")]
     pub memory_mib: Option<u64>,
+    /// The most capability calls one invocation may make.
+    pub max_calls: Option<u64>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -144,6 +148,7 @@ pub struct Grants {
     pub conntrack_addresses: Vec<std::net::IpAddr>,
     pub timeout: Duration,
     pub memory_bytes: usize,
+    pub max_calls: u64,
 }
 
 /// Keys whose values a pod or an earlier plugin chose, not the admin.
@@ -170,6 +175,7 @@ impl Grants {
             conntrack_addresses: Vec::new(),
             timeout: DEFAULT_TIMEOUT,
             memory_bytes: (DEFAULT_MEMORY_MIB << 20) as usize,
+            max_calls: DEFAULT_MAX_CALLS,
         }
     }
 
@@ -266,7 +272,26 @@ impl Grants {
             conntrack_addresses: config.result_addresses(),
             timeout: timeout_ms.map(Duration::from_millis).unwrap_or(DEFAULT_TIMEOUT),
             memory_bytes: (memory_mib << 20) as usize,
+            max_calls: limits.max_calls.or(policy.defaults.max_calls).unwrap_or(DEFAULT_MAX_CALLS),
         }
+    }
+
+    /// Narrows these grants to no more than `limit` (a third-party
+    /// caller's): families, objects, sysctls, files, tables and chains
+    /// both have, and the shorter timeout and smaller memory.
+    pub fn narrow_to(&mut self, limit: &Grants) {
+        self.capabilities.retain(|c| limit.has(*c));
+        self.objects.retain(|o| limit.objects.contains(o));
+        self.default_route_parent &= limit.default_route_parent;
+        self.host_sysctls.retain(|key| limit.host_sysctls.contains(key) || limit.allows_host_sysctl(key));
+        self.readable_files.retain(|path| limit.allows_file(path));
+        self.nft_tables.retain(|table| limit.nft_tables.contains(table));
+        self.iptables_chains.retain(|chain| limit.iptables_chains.iter().any(|p| glob(p, chain)));
+        self.conntrack_ports.retain(|port| limit.conntrack_ports.contains(port));
+        self.conntrack_addresses.retain(|address| limit.conntrack_addresses.contains(address));
+        self.timeout = self.timeout.min(limit.timeout);
+        self.memory_bytes = self.memory_bytes.min(limit.memory_bytes);
+        self.max_calls = self.max_calls.min(limit.max_calls);
     }
 
     pub fn has(&self, capability: Capability) -> bool {

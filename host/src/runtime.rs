@@ -37,13 +37,22 @@ impl Runtime {
         &self.engine
     }
 
-    /// Starts the deadline watchdog. The thread sleeps until `deadline`,
-    /// then interrupts guest code; it is never joined (the process ends).
-    pub fn start_watchdog(&self, deadline: Instant) {
+    /// Starts the deadline watchdog. At `stop` it interrupts the guest code
+    /// running then (the plugin past its time); at `deadline`, a little
+    /// later, it interrupts whatever runs by then (a rollback's delegates,
+    /// which get the time in between), and it goes on ticking, because a
+    /// store made later still expects the epoch to move once more: no guest
+    /// code runs past the deadline. It is never joined (the process ends).
+    pub fn start_watchdog(&self, stop: Instant, deadline: Instant) {
         let engine = self.engine.clone();
         let _ = std::thread::Builder::new().name("deadline".into()).stack_size(64 * 1024).spawn(move || {
-            std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+            std::thread::sleep(stop.saturating_duration_since(Instant::now()));
             engine.increment_epoch();
+            std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+            loop {
+                engine.increment_epoch();
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
         });
     }
 

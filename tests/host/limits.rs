@@ -76,3 +76,58 @@ fn an_add_that_fails_leaves_nothing_in_either_namespace() {
     assert!(!out.success);
     assert_eq!(link_names(&container), ["lo"]);
 }
+
+#[test]
+fn a_plugin_past_its_bound_of_capability_calls_is_stopped() {
+    let probe = probe("limit-calls", json!({"maxCalls": 1000}));
+    let ns = Netns::new("limit-calls");
+    let out = run(&probe.plugin, &probe.env("ADD", "c1", &ns.path()), &Probe::config(&["many-calls"], json!({})));
+    let msg = out.json()["msg"].as_str().unwrap().to_string();
+    assert!(msg.contains("stopped after 1000 capability calls"), "{msg}");
+}
+
+#[test]
+fn a_flood_of_logs_is_cut_at_a_mebibyte() {
+    let probe = probe("limit-logs", json!({}));
+    let ns = Netns::new("limit-logs");
+    let env = probe.env("ADD", "c1", &ns.path()).var("CNI_WASM_LOG", "error");
+    let out = run(&probe.plugin, &env, &Probe::config(&["flood-logs"], json!({})));
+    assert!(out.success, "{}", out.stdout);
+    assert!(out.stderr.len() < 1_200_000, "{} bytes of logs passed through", out.stderr.len());
+    let tail: String = out.stderr.chars().rev().take(300).collect::<String>().chars().rev().collect();
+    assert!(out.stderr.contains("the rest is dropped"), "the cut is said: ...{tail}");
+}
+
+#[test]
+fn a_result_over_a_mebibyte_is_refused() {
+    let probe = probe("limit-result", json!({}));
+    let ns = Netns::new("limit-result");
+    let out = run(&probe.plugin, &probe.env("ADD", "c1", &ns.path()), &Probe::config(&["big-result"], json!({})));
+    assert!(out.stdout.len() < 4096, "the result did not pass through");
+    assert!(out.json()["msg"].as_str().unwrap().contains("larger than 1048576 bytes"), "{}", out.stdout);
+}
+
+/// Rolling back a failed ADD runs its delegates' DEL, and a delegate that
+/// never returns from its DEL is stopped at the invocation's deadline like
+/// everything else: the runtime gets an answer in time.
+#[test]
+fn a_delegate_spinning_in_its_rollback_del_is_stopped_at_the_deadline() {
+    let policy = json!({"plugins": {
+        "probe": {"capabilities": ["links", "delegation"], "timeoutMs": 1500},
+        "spinner": {"capabilities": []}
+    }});
+    let probe = Probe::new("limit-rollback-spin", policy);
+    probe.install.add_component("spinner", &cni_wasm_tests::test_component("probe"));
+    let ns = Netns::new("limit-rollback-spin");
+    let spinner =
+        json!({"cniVersion": "1.0.0", "name": "probe-net", "type": "spinner", "probe": {"delSteps": ["spin"]}});
+    let config = Probe::config(
+        &["delegate-crafted", "fail"],
+        json!({"probe": {"steps": ["delegate-crafted", "fail"], "crafted": spinner}}),
+    );
+    let start = Instant::now();
+    let out = run(&probe.plugin, &probe.env("ADD", "c1", &ns.path()), &config);
+    assert!(start.elapsed() < Duration::from_secs(10), "hung for {:?}", start.elapsed());
+    assert_eq!(out.json()["msg"], "probe: failing as asked", "the ADD's own error is what the runtime gets");
+    assert!(out.stderr.contains("spinner"), "the stopped DEL is logged: {}", out.stderr);
+}

@@ -27,7 +27,14 @@ impl Host for HostState {
             Command::Gc => env::Command::Gc,
         };
         let stdin = config.map(String::into_bytes).unwrap_or_else(|| self.call.config.raw.clone());
-        match crate::delegate::run(&self.process.clone(), &self.call.clone(), &plugin_type, command, stdin.clone()) {
+        match crate::delegate::run(
+            &self.process.clone(),
+            &self.call.clone(),
+            &self.grants,
+            &plugin_type,
+            command,
+            stdin.clone(),
+        ) {
             Ok(result) => {
                 if command == env::Command::Add {
                     self.journal.record(Entry::DelegateAdded { plugin_type, stdin });

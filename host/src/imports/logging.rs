@@ -24,6 +24,20 @@ impl Host for HostState {
             message.truncate(end);
             message.push_str("...");
         }
+        if self.logged_bytes > crate::context::MAX_LOG_BYTES {
+            return Ok(());
+        }
+        self.logged_bytes += message.len();
+        if self.logged_bytes > crate::context::MAX_LOG_BYTES {
+            let limit = crate::context::MAX_LOG_BYTES;
+            // At the level of the first message dropped, to show where it would have.
+            log::log(
+                level,
+                &self.grants.plugin,
+                format_args!("wrote more than {limit} bytes of logs; the rest is dropped"),
+            );
+            return Ok(());
+        }
         log::log(level, &self.grants.plugin, format_args!("{message}"));
         Ok(())
     }

@@ -79,6 +79,17 @@ impl HostState {
     /// Refuses a call from a capability family the plugin was not granted.
     pub fn require(&self, capability: Capability, call: &str) -> CallResult<()> {
         crate::timing::mark(call);
+        // A bound on capability calls, so a plugin cannot keep the host busy
+        // with calls that each stay within the deadline.
+        let calls = self.calls.get() + 1;
+        self.calls.set(calls);
+        if calls > self.grants.max_calls {
+            return Err(CallError::Trap(wasmtime::format_err!(
+                "{}: stopped after {} capability calls, the most one invocation may make",
+                self.grants.plugin,
+                self.grants.max_calls
+            )));
+        }
         if self.grants.has(capability) {
             return Ok(());
         }

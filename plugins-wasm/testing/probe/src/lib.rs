@@ -1,6 +1,6 @@
 //! probe: a plugin for the host's own tests. Its config's `probe.steps` say
 //! what to do on ADD, in order; the tests check what the host allowed,
-//! refused, stopped or rolled back. It declares links, addresses, sysctl and
+//! refused, stopped or rolled back. It declares links, addresses, sysctl, state and
 //! delegation, but not routes.
 
 use cni_plugin_sdk::config::{self, no_dns};
@@ -29,6 +29,9 @@ struct Probe {
     sysctl_key: String,
     /// What to do on DEL: `delete-host-link` deletes `hostLink`.
     del_steps: Vec<String>,
+    /// A config the plugin "writes" for a delegate (`delegate-crafted`),
+    /// run as the plugin type it names.
+    crafted: Option<serde_json::Value>,
 }
 
 struct ProbePlugin;
@@ -39,6 +42,7 @@ impl cni_plugin_sdk::Plugin for ProbePlugin {
             Capability::Links,
             Capability::Addresses,
             Capability::Sysctl,
+            Capability::State,
             Capability::Delegation,
         ]);
         manifest.objects.push(cni_plugin_sdk::object("probe.hostLink", cni_plugin_sdk::ObjectRole::Managed));
@@ -54,6 +58,24 @@ impl cni_plugin_sdk::Plugin for ProbePlugin {
                 "delegate" => {
                     let ipam_type = conf.ipam.as_ref().map(|i| i.plugin_type.clone()).unwrap_or_default();
                     result = ipam::exec_add(&ipam_type)?;
+                }
+                // Delegates with a config of the plugin's own making.
+                "delegate-crafted" => {
+                    let crafted = conf.probe.crafted.clone().ok_or_else(|| internal("probe: no probe.crafted"))?;
+                    let plugin_type = crafted["type"].as_str().unwrap_or_default().to_string();
+                    let crafted = serde_json::to_string(&crafted).map_err(|e| internal(e.to_string()))?;
+                    let delegated = cni_plugin_sdk::delegation::invoke(
+                        &plugin_type,
+                        cni_plugin_sdk::delegation::Command::Add,
+                        Some(&crafted),
+                    )?;
+                    if let Some(delegated) = delegated {
+                        result = delegated;
+                    }
+                }
+                // Delegates to itself: the host must stop the loop.
+                "delegate-self" => {
+                    cni_plugin_sdk::delegation::invoke("probe", cni_plugin_sdk::delegation::Command::Add, None)?;
                 }
                 // A dummy-free way to create something: a veth pair inside
                 // the container namespace.
@@ -149,6 +171,19 @@ impl cni_plugin_sdk::Plugin for ProbePlugin {
                     }
                 }
                 "panic" => panic!("probe: panicking as asked"),
+                // Capability calls without end, each quick.
+                "many-calls" => loop {
+                    links::get(&namespaces::host(), "lo")?;
+                },
+                // 4 MiB of logs.
+                "flood-logs" => {
+                    let line = "x".repeat(4000);
+                    for _ in 0..1000 {
+                        cni_plugin_sdk::logging::log(cni_plugin_sdk::logging::Level::Error, &line);
+                    }
+                }
+                // A result of about 2 MiB.
+                "big-result" => result.dns.search = vec!["y".repeat(1000); 2000],
                 other => return Err(internal(format!("probe: unknown step {other:?}"))),
             }
         }
@@ -161,6 +196,9 @@ impl cni_plugin_sdk::Plugin for ProbePlugin {
             match step.as_str() {
                 // Allowed only where this attachment's ADD created the link.
                 "delete-host-link" => links::delete(&namespaces::host(), &conf.probe.host_link)?,
+                "spin" => loop {
+                    std::hint::black_box(0u64);
+                },
                 other => return Err(internal(format!("probe: unknown DEL step {other:?}"))),
             }
         }
