@@ -65,6 +65,9 @@ fn mark_bit_external_mark_chain_and_conditions_match_the_reference() {
         json!({"snat": false}),
         json!({"externalSetMarkChain": "KUBE-MARK-MASQ"}),
         json!({"conditionsV4": ["-s", "192.0.2.0/24", "!", "-i", "eth9"]}),
+        // One element is one argument, spaces and all, as the reference
+        // passes it to iptables.
+        json!({"conditionsV4": ["-m", "comment", "--comment", "two words"]}),
     ];
     for extra in configs {
         let (ours, theirs) = (Side::ours("pm-opt-o"), Side::reference("pm-opt-r"));
@@ -319,4 +322,22 @@ fn options_of_the_other_backend_and_bad_mappings_are_refused() {
     }
     assert!(!iptables_save(&ours.host, false, "nat").contains("CNI-DN-"));
     assert!(!cni_wasm_tests::link_names(&ours.host).iter().any(|l| kernel::is_random_veth(l)), "no veth left");
+}
+
+/// A condition with a line break would end the rule and start one of the
+/// plugin's choosing (a RETURN at the top of CNI-HOSTPORT-DNAT would
+/// short-circuit every container's mappings): a config error, and nothing
+/// changes.
+#[test]
+fn a_line_break_in_a_condition_is_a_config_error_and_injects_nothing() {
+    let ours = Side::ours("pm-inject");
+    let injected = "192.0.2.0/24\n-A CNI-HOSTPORT-DNAT -j RETURN";
+    let conflist = podman("1.0.0", &[portmap(json!({"conditionsV4": ["-s", injected]}))]);
+    let ct = Netns::new("pm-inject-c");
+    let error = ours.add(&conflist, "abc123", &ct, &[("portMappings", mappings())]).unwrap_err();
+    let error = cni_wasm_tests::libcni::cni_error(&error).unwrap_or_else(|| panic!("no CNI error: {error}"));
+    assert_eq!(error["code"], 7, "{error}");
+    assert!(error["msg"].as_str().unwrap().contains("control character"), "{error}");
+    let nat = iptables_save(&ours.host, false, "nat");
+    assert!(!nat.contains("-j RETURN"), "nothing was injected:\n{nat}");
 }

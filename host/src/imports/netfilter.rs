@@ -147,15 +147,21 @@ pub mod ownership {
 
     /// iptables-restore lines for one table (no `*table`, no `COMMIT`).
     /// Owned chains may be declared, created, flushed, deleted and edited;
-    /// built-in chains only get or lose rules whose target is owned.
+    /// built-in chains only get or lose rules whose target is owned. Lines
+    /// are split and tokenized exactly as iptables-restore does, and control
+    /// characters (but tab) are refused outright, so the check reads the
+    /// same rules the tool will.
     pub fn check_iptables_rules(rules: &str, owned: &dyn Fn(&str) -> bool) -> Result<(), String> {
-        for (number, line) in rules.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
+        for (number, line) in rules.split('\n').enumerate() {
+            let fail = |why: &str| Err(format!("line {}: {why}: {line:?}", number + 1));
+            if line.chars().any(|c| c.is_control() && c != '\t') {
+                return fail("control characters are not allowed");
+            }
+            let trimmed = line.trim_matches([' ', '\t']);
+            if trimmed.is_empty() || trimmed.starts_with('#') {
                 continue;
             }
-            let fail = |why: &str| Err(format!("line {}: {why}: {line}", number + 1));
-            let tokens = match tokenize(line) {
+            let tokens = match tokenize(trimmed) {
                 Some(tokens) => tokens,
                 None => return fail("unbalanced quotes"),
             };
@@ -179,29 +185,39 @@ pub mod ownership {
                         return fail("only chains the plugin owns may be renamed");
                     }
                 }
-                "-A" | "--append" | "-I" | "--insert" | "-D" | "--delete" | "-R" | "--replace" => {
+                "-A" | "--append" | "-I" | "--insert" | "-D" | "--delete" => {
                     if owned(chain) && !BUILTIN_CHAINS.contains(&chain) {
                         continue;
                     }
                     if !BUILTIN_CHAINS.contains(&chain) {
                         return fail("the chain belongs to someone else");
                     }
-                    let target = tokens
+                    // A built-in chain's rule is the plugin's only by its
+                    // target, and rules by position are nobody's to remove.
+                    if first.starts_with("-D") && tokens.get(2).is_some_and(|t| t.bytes().all(|b| b.is_ascii_digit())) {
+                        return fail("rules of a built-in chain may not be deleted by position");
+                    }
+                    let targets: Vec<&String> = tokens
                         .iter()
-                        .position(|t| t == "-j" || t == "--jump" || t == "-g" || t == "--goto")
-                        .and_then(|i| tokens.get(i + 1));
-                    if !target.is_some_and(|t| owned(t)) {
+                        .enumerate()
+                        .filter(|(_, t)| matches!(t.as_str(), "-j" | "--jump" | "-g" | "--goto"))
+                        .filter_map(|(i, _)| tokens.get(i + 1))
+                        .collect();
+                    if targets.len() != 1 || !owned(targets[0]) {
                         return fail("a rule in a built-in chain must jump to a chain the plugin owns");
                     }
                 }
+                "-R" | "--replace" if owned(chain) && !BUILTIN_CHAINS.contains(&chain) => {}
                 _ => return fail("not an iptables-restore command the plugin may use"),
             }
         }
         Ok(())
     }
 
-    /// Splits a line as iptables-restore does: whitespace separates,
-    /// double or single quotes group, backslash escapes inside double quotes.
+    /// Splits a line as iptables-restore does (its add_param_to_argv):
+    /// space, tab and newline separate; double quotes group, and inside
+    /// them a backslash takes the next character as it is; single quotes
+    /// and backslashes outside quotes are ordinary characters.
     pub fn tokenize(line: &str) -> Option<Vec<String>> {
         let mut tokens = Vec::new();
         let mut current = String::new();
@@ -219,16 +235,7 @@ pub mod ownership {
                         }
                     }
                 }
-                '\'' => {
-                    in_token = true;
-                    loop {
-                        match chars.next()? {
-                            '\'' => break,
-                            other => current.push(other),
-                        }
-                    }
-                }
-                c if c.is_whitespace() => {
+                ' ' | '\t' | '\n' => {
                     if in_token {
                         tokens.push(std::mem::take(&mut current));
                         in_token = false;
@@ -287,6 +294,26 @@ pub mod ownership {
             ] {
                 assert!(check_iptables_rules(bad, &portmap_owns).is_err(), "{bad}");
             }
+        }
+
+        #[test]
+        fn tokens_are_read_as_iptables_restore_reads_them() {
+            // A vertical tab is no separator for iptables-restore: refused.
+            assert!(
+                check_iptables_rules("-A FORWARD -m comment --comment x\u{b}-j\u{b}CNI-DN-x -j DROP", &portmap_owns)
+                    .is_err()
+            );
+            // Single quotes are plain characters: the target is 'CNI-DN-x', not owned.
+            assert!(check_iptables_rules("-A PREROUTING -j 'CNI-DN-x'", &portmap_owns).is_err());
+            // Two targets: iptables takes the last.
+            assert!(check_iptables_rules("-A PREROUTING -j CNI-DN-x -j DROP", &portmap_owns).is_err());
+            // A line break inside a value starts another rule: refused.
+            assert!(check_iptables_rules("-A CNI-DN-x -s 1.2.3.4 -j RETURN\r", &portmap_owns).is_err());
+            assert!(check_iptables_rules("-D FORWARD 1", &portmap_owns).is_err());
+            assert_eq!(
+                tokenize(r#"-m comment --comment "two words" 'a b'"#).unwrap(),
+                ["-m", "comment", "--comment", "two words", "'a", "b'"]
+            );
         }
 
         #[test]

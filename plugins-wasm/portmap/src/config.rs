@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use cni_plugin_sdk::error::{Result, internal};
+use cni_plugin_sdk::error::{Result, internal, invalid_config};
 use cni_plugin_sdk::namespaces::Netns;
 use cni_plugin_sdk::net::{IpNet, parse_ip};
 use cni_plugin_sdk::{CniResult, config, masquerade};
@@ -102,6 +102,14 @@ impl PortMap {
         let mark_bit = conf.mark_masq_bit.unwrap_or(DEFAULT_MARK_BIT);
         if !(0..=31).contains(&mark_bit) {
             return Err(internal("MasqMarkBit must be between 0 and 31"));
+        }
+        for (conditions, key) in [(&conf.conditions_v4, "conditionsV4"), (&conf.conditions_v6, "conditionsV6")] {
+            // A condition is one argument (iptables) or one expression
+            // (nftables): a line break or other control character in it
+            // would end the rule and start another.
+            if let Some(bad) = conditions.iter().flatten().find(|c| c.chars().any(char::is_control)) {
+                return Err(invalid_config(format!("{key} entry {bad:?} holds a control character (a line break?)")));
+            }
         }
         let backend = choose_backend(&conf, host)?;
         // Validated above; without options tied to a backend, the default is

@@ -137,9 +137,11 @@ pub fn entry_rules(conf: &PortMap, container_id: &str, container: IpNet) -> Vec<
     rules
 }
 
-/// A condition token for an iptables-restore line.
+/// A condition for an iptables-restore line: one argument, as the
+/// reference passes each element to iptables, so one with spaces or quotes
+/// is quoted (control characters were refused with the config).
 fn quote_token(token: &str) -> String {
-    if token.contains('"') || token.contains('\\') || token.contains('\'') {
+    if token.is_empty() || token.contains(|c: char| c.is_whitespace() || matches!(c, '"' | '\\' | '\'')) {
         save_string(token)
     } else {
         token.to_string()
