@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use std::rc::Rc;
 
 use crate::context::Process;
-use crate::policy::{PolicyFile, capability_name};
+use crate::imports::capability_name;
+use crate::policy::PolicyFile;
 use crate::registry::{self, Registry};
 use crate::runtime::Runtime;
 

@@ -52,6 +52,8 @@ pub fn invoke(
     let command = env.command;
     let call = Rc::new(Call { plugin: plugin.to_string(), env, config, origin });
     let state = HostState::new(process.clone(), call.clone(), Grants::none(plugin));
+    let imports = process.runtime.contract_imports(&loaded.component);
+    check_contract(plugin, &imports)?;
     let (store, bindings) = process
         .runtime
         .instantiate(&loaded.component, state)
@@ -66,6 +68,7 @@ pub fn invoke(
     let manifest = guest.call_describe(&mut *store).map_err(|trap| trapped(plugin, "describe", &trap, &store))?;
     crate::timing::mark("describe");
 
+    check_imports_declared(plugin, &imports, &manifest)?;
     if command == Command::Version {
         return Ok(Response::Versions(manifest.cni_versions));
     }
@@ -194,6 +197,52 @@ pub fn invoke(
         }
         Command::Version => unreachable!("answered above"),
     }
+}
+
+/// The contract this host implements (wit/types.wit's package version).
+pub const CONTRACT: &str = "0.1.0";
+
+/// A component built against another contract is refused, naming both.
+/// Compatible means the same major version and, while that is 0, the same
+/// minor: a patch release only documents or adds nothing a plugin could
+/// import without a minor release (see wit/README.md).
+fn check_contract(plugin: &str, imports: &[(String, String)]) -> Result<(), CniError> {
+    let series = |v: &str| -> String {
+        let parts: Vec<&str> = v.split('.').collect();
+        match parts.as_slice() {
+            ["0", minor, ..] => format!("0.{minor}"),
+            [major, ..] => major.to_string(),
+            [] => String::new(),
+        }
+    };
+    if let Some((interface, version)) = imports.iter().find(|(_, version)| series(version) != series(CONTRACT)) {
+        return Err(CniError::new(
+            code::INCOMPATIBLE_VERSION,
+            format!(
+                "{plugin}: built against the cni-wasm contract {version} (cni-wasm:plugin/{interface}@{version}); this host implements {CONTRACT} and runs components built against {}.x",
+                series(CONTRACT)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A component may import only the families its manifest declares: what
+/// it can call is what it says it needs.
+fn check_imports_declared(
+    plugin: &str,
+    imports: &[(String, String)],
+    manifest: &cni::Manifest,
+) -> Result<(), CniError> {
+    for (interface, _) in imports {
+        let Some(family) = crate::imports::interface(interface).and_then(|i| i.capability) else { continue };
+        if !manifest.capabilities.contains(&family) {
+            return Err(CniError::internal(format!(
+                "{plugin}: the component imports cni-wasm:plugin/{interface}, but its manifest does not declare the {interface:?} capability"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Records the host links a successful ADD created (the ones the config

@@ -21,6 +21,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::bindings::cni_wasm::plugin::cni::{Capability, Manifest, ObjectDefault, ObjectRole};
+use crate::imports::capability_name;
 use crate::protocol::config::RequestConfig;
 
 /// Where the admin's policy lives; CNI_WASM_POLICY overrides it.
@@ -97,23 +98,6 @@ fn sysctl_pattern_matches(pattern: &str, key: &str) -> bool {
             (Some(p), Some(k)) if p == k => {}
             _ => return false,
         }
-    }
-}
-
-pub fn capability_name(capability: Capability) -> &'static str {
-    match capability {
-        Capability::Links => "links",
-        Capability::Addresses => "addresses",
-        Capability::Routes => "routes",
-        Capability::Rules => "rules",
-        Capability::Neighbours => "neighbours",
-        Capability::Sysctl => "sysctl",
-        Capability::Tc => "tc",
-        Capability::Netfilter => "netfilter",
-        Capability::Conntrack => "conntrack",
-        Capability::State => "state",
-        Capability::Files => "files",
-        Capability::Delegation => "delegation",
     }
 }
 

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::time::Instant;
 
 use wasmtime::component::types::ComponentItem;
-use wasmtime::component::{Component, HasSelf, Linker, LinkerInstance, ResourceType};
+use wasmtime::component::{Component, Linker, LinkerInstance, ResourceType};
 use wasmtime::{Engine, Store};
 
 use crate::bindings::CniPlugin;
@@ -71,6 +71,20 @@ impl Runtime {
         Ok((store, plugin))
     }
 
+    /// The contract interfaces `component` imports, with the version of the
+    /// contract it was built against: ("links", "0.1.0").
+    pub fn contract_imports(&self, component: &Component) -> Vec<(String, String)> {
+        component
+            .component_type()
+            .imports(&self.engine)
+            .filter_map(|(name, _)| {
+                let rest = name.strip_prefix("cni-wasm:plugin/")?;
+                let (interface, version) = rest.split_once('@').unwrap_or((rest, ""));
+                Some((interface.to_string(), version.to_string()))
+            })
+            .collect()
+    }
+
     /// Defines what `component` imports: our interfaces, and trapping stubs
     /// for `wasi:*` (see [`stub_wasi`]). Anything else stays undefined, so
     /// instantiation fails and names it.
@@ -78,8 +92,11 @@ impl Runtime {
         for (name, import) in component.component_type().imports(&self.engine) {
             if let Some(interface) = name.strip_prefix("cni-wasm:plugin/") {
                 let interface = interface.split('@').next().unwrap_or(interface);
-                if self.linked.borrow_mut().insert(interface.to_string()) {
-                    add_interface(linker, interface)?;
+                // Not ours (a newer contract?): left undefined, instantiation says so.
+                if let Some(ours) = crate::imports::interface(interface)
+                    && self.linked.borrow_mut().insert(interface.to_string())
+                {
+                    (ours.add_to_linker)(linker)?;
                 }
             } else if let ComponentItem::ComponentInstance(instance) = import.ty
                 && name.starts_with("wasi:")
@@ -91,36 +108,6 @@ impl Runtime {
             }
         }
         Ok(())
-    }
-}
-
-/// Adds one of our interfaces to the linker (bindgen generates one
-/// `add_to_linker` per interface).
-fn add_interface(linker: &mut Linker<HostState>, interface: &str) -> wasmtime::Result<()> {
-    use crate::bindings::cni_wasm::plugin as wit;
-    fn get(state: &mut HostState) -> &mut HostState {
-        state
-    }
-    match interface {
-        "types" => wit::types::add_to_linker::<_, HasSelf<HostState>>(linker, get),
-        "cni" => wit::cni::add_to_linker::<_, HasSelf<HostState>>(linker, get),
-        "logging" => wit::logging::add_to_linker::<_, HasSelf<HostState>>(linker, get),
-        "clock" => wit::clock::add_to_linker::<_, HasSelf<HostState>>(linker, get),
-        "namespaces" => wit::namespaces::add_to_linker::<_, HasSelf<HostState>>(linker, get),
-        "links" => wit::links::add_to_linker::<_, HasSelf<HostState>>(linker, get),
-        "addresses" => wit::addresses::add_to_linker::<_, HasSelf<HostState>>(linker, get),
-        "routes" => wit::routes::add_to_linker::<_, HasSelf<HostState>>(linker, get),
-        "rules" => wit::rules::add_to_linker::<_, HasSelf<HostState>>(linker, get),
-        "neighbours" => wit::neighbours::add_to_linker::<_, HasSelf<HostState>>(linker, get),
-        "sysctl" => wit::sysctl::add_to_linker::<_, HasSelf<HostState>>(linker, get),
-        "tc" => wit::tc::add_to_linker::<_, HasSelf<HostState>>(linker, get),
-        "netfilter" => wit::netfilter::add_to_linker::<_, HasSelf<HostState>>(linker, get),
-        "conntrack" => wit::conntrack::add_to_linker::<_, HasSelf<HostState>>(linker, get),
-        "state" => wit::state::add_to_linker::<_, HasSelf<HostState>>(linker, get),
-        "files" => wit::files::add_to_linker::<_, HasSelf<HostState>>(linker, get),
-        "delegation" => wit::delegation::add_to_linker::<_, HasSelf<HostState>>(linker, get),
-        // Not ours (a newer contract?): left undefined, instantiation says so.
-        _ => Ok(()),
     }
 }
 

@@ -21,11 +21,28 @@ fn a_third_party_plugin_without_a_policy_entry_gets_nothing() {
     assert_eq!(link_names(&ns), ["lo"]);
 }
 
+/// What a component can call is what its manifest declares: one that
+/// imports a family it does not declare is refused before it runs, even
+/// when the policy grants that family.
 #[test]
-fn a_call_outside_the_manifest_is_refused_even_if_the_policy_allows_it() {
-    // The probe does not declare routes; the policy grants everything.
-    let probe = Probe::new("grant-manifest", json!({"plugins": {"probe": {"capabilities": EVERYTHING}}}));
+fn a_component_importing_an_undeclared_family_is_refused_before_it_runs() {
+    let probe = Probe::new("grant-manifest", json!({"plugins": {"undeclared": {"capabilities": EVERYTHING}}}));
+    let plugin = probe.install.add_component("undeclared", &cni_wasm_tests::test_component("undeclared"));
     let ns = Netns::new("grant-manifest");
+    let out = run(
+        &plugin,
+        &probe.env("ADD", "c1", &ns.path()),
+        &json!({"cniVersion": "1.0.0", "name": "n", "type": "undeclared"}).to_string(),
+    );
+    let msg = out.json()["msg"].as_str().unwrap().to_string();
+    assert!(msg.contains("imports cni-wasm:plugin/routes, but its manifest does not declare"), "{msg}");
+}
+
+#[test]
+fn a_family_the_policy_does_not_grant_is_refused_and_the_add_undone() {
+    let granted = ["links", "addresses", "sysctl", "delegation", "state", "files"];
+    let probe = Probe::new("grant-policy", json!({"plugins": {"probe": {"capabilities": granted}}}));
+    let ns = Netns::new("grant-policy");
     let steps = ["create-container-veth", "add-route"];
     let out = run(&probe.plugin, &probe.env("ADD", "c1", &ns.path()), &Probe::config(&steps, json!({})));
     assert!(!out.success);

@@ -2,6 +2,10 @@
 //! function checks the grant and the policy first, then calls into
 //! `cni_wasm_capabilities`, then converts the result; no system call is made
 //! before the checks pass.
+//!
+//! [`INTERFACES`] is the one list of them: what the linker adds, which
+//! capability family grants each, and the family names the policy file and
+//! `cni-wasm list` use all come from it.
 
 pub mod addresses;
 pub mod clock;
@@ -26,7 +30,58 @@ use wasmtime::component::ResourceTableError;
 use crate::bindings::cni_wasm::plugin::cni::Capability;
 use crate::bindings::cni_wasm::plugin::types;
 use crate::context::HostState;
-use crate::policy::capability_name;
+use wasmtime::component::{HasSelf, Linker};
+
+/// One interface of the contract (wit/*.wit).
+pub struct Interface {
+    /// Its WIT name ("links"), also the capability family's name.
+    pub name: &'static str,
+    /// The family that grants it; None: every plugin may import it.
+    pub capability: Option<Capability>,
+    pub add_to_linker: fn(&mut Linker<HostState>) -> wasmtime::Result<()>,
+}
+
+macro_rules! interface {
+    ($name:literal, $module:ident, $capability:expr) => {
+        Interface {
+            name: $name,
+            capability: $capability,
+            add_to_linker: |linker| {
+                crate::bindings::cni_wasm::plugin::$module::add_to_linker::<_, HasSelf<HostState>>(linker, |s| s)
+            },
+        }
+    };
+}
+
+/// Every interface, and the family that grants it.
+pub const INTERFACES: &[Interface] = &[
+    interface!("types", types, None),
+    interface!("cni", cni, None),
+    interface!("logging", logging, None),
+    interface!("clock", clock, None),
+    interface!("namespaces", namespaces, None),
+    interface!("links", links, Some(Capability::Links)),
+    interface!("addresses", addresses, Some(Capability::Addresses)),
+    interface!("routes", routes, Some(Capability::Routes)),
+    interface!("rules", rules, Some(Capability::Rules)),
+    interface!("neighbours", neighbours, Some(Capability::Neighbours)),
+    interface!("sysctl", sysctl, Some(Capability::Sysctl)),
+    interface!("tc", tc, Some(Capability::Tc)),
+    interface!("netfilter", netfilter, Some(Capability::Netfilter)),
+    interface!("conntrack", conntrack, Some(Capability::Conntrack)),
+    interface!("state", state, Some(Capability::State)),
+    interface!("files", files, Some(Capability::Files)),
+    interface!("delegation", delegation, Some(Capability::Delegation)),
+];
+
+pub fn interface(name: &str) -> Option<&'static Interface> {
+    INTERFACES.iter().find(|i| i.name == name)
+}
+
+/// A capability family's name ("links"), as the policy file spells it.
+pub fn capability_name(capability: Capability) -> &'static str {
+    INTERFACES.iter().find(|i| i.capability == Some(capability)).map(|i| i.name).expect("every family has an interface")
+}
 
 /// The error of a capability call: either a capability error the guest sees
 /// as `types.error`, or a host fault that traps the guest.

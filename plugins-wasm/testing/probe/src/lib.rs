@@ -1,7 +1,7 @@
 //! probe: a plugin for the host's own tests. Its config's `probe.steps` say
 //! what to do on ADD, in order; the tests check what the host allowed,
-//! refused, stopped or rolled back. It declares links, addresses, sysctl, state and
-//! delegation, but not routes.
+//! refused, stopped or rolled back. It declares links, addresses, routes,
+//! sysctl, state and delegation; the policy decides what it gets.
 
 use cni_plugin_sdk::config::{self, no_dns};
 use cni_plugin_sdk::error::{Result, internal};
@@ -41,6 +41,7 @@ impl cni_plugin_sdk::Plugin for ProbePlugin {
         let mut manifest = cni_plugin_sdk::manifest(&[
             Capability::Links,
             Capability::Addresses,
+            Capability::Routes,
             Capability::Sysctl,
             Capability::State,
             Capability::Delegation,
@@ -102,7 +103,7 @@ impl cni_plugin_sdk::Plugin for ProbePlugin {
                         types::IpNetwork { address: ip_to_wit("10.123.0.1".parse().unwrap()), prefix_len: 24 };
                     addresses::add(&ns, "probe0", address)?;
                 }
-                // Routes are not in the manifest: the host must refuse.
+                // A route in the container (refused unless the policy grants routes).
                 "add-route" => {
                     let ns = namespaces::container()?;
                     let spec = RouteSpec {
