@@ -23,6 +23,8 @@ pub struct Process {
     pub runtime: Runtime,
     pub registry: Registry,
     pub policy: PolicyFile,
+    /// The audit log, when one is asked for.
+    pub audit: Option<crate::audit::Audit>,
     pub host_ns: Rc<Netns>,
     /// The container namespace, opened on first use, shared with delegates.
     container_ns: RefCell<Option<(String, Rc<Netns>)>>,
@@ -34,6 +36,10 @@ impl Process {
         Process {
             runtime,
             registry,
+            audit: crate::audit::Audit::open(policy.audit.as_deref()).unwrap_or_else(|e| {
+                crate::log::log(crate::log::Level::Error, "cni-wasm", format_args!("{e}"));
+                None
+            }),
             policy,
             host_ns: Rc::new(Netns::host()),
             container_ns: RefCell::new(None),
@@ -132,6 +138,8 @@ pub struct HostState {
     pub calls: Cell<u64>,
     /// Log bytes written so far (see [`MAX_LOG_BYTES`]).
     pub logged_bytes: usize,
+    /// The audit line of the call in progress (see audit.rs).
+    pub audit_pending: RefCell<Option<crate::audit::Entry>>,
 }
 
 impl HostState {
@@ -154,6 +162,14 @@ impl HostState {
             limits,
             calls: Cell::new(0),
             logged_bytes: 0,
+            audit_pending: RefCell::new(None),
+        }
+    }
+
+    /// Writes the audit line of the call in progress, if one is pending.
+    pub fn audit_verdict(&self, verdict: &str) {
+        if let (Some(audit), Some(entry)) = (&self.process.audit, self.audit_pending.borrow_mut().take()) {
+            audit.write(&entry, verdict);
         }
     }
 

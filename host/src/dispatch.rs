@@ -124,6 +124,8 @@ pub fn invoke(
                 Command::Add => {
                     let outcome = guest.call_add(&mut *store, &invocation);
                     crate::timing::mark("plugin ADD");
+                    // The last call, if it did not fail, succeeded.
+                    store.data().audit_verdict("ok");
                     let failure = match outcome {
                         Ok(Ok(result)) => match result_from_wit(result) {
                             Ok(result)
@@ -151,6 +153,8 @@ pub fn invoke(
                 Command::Del => {
                     let outcome = guest.call_del(&mut *store, &invocation);
                     crate::timing::mark("plugin DEL");
+                    // The last call, if it did not fail, succeeded.
+                    store.data().audit_verdict("ok");
                     let response = finish(plugin, "DEL", outcome, &store)?;
                     if let Some(Err(e)) = ledger.as_ref().map(|l| l.remove(&attachment)) {
                         log_at!(Warn, plugin, "DEL done, but its ledger entry stays: {e}");
@@ -160,13 +164,17 @@ pub fn invoke(
                 _ => {
                     let outcome = guest.call_check(&mut *store, &invocation);
                     crate::timing::mark("plugin CHECK");
+                    // The last call, if it did not fail, succeeded.
+                    store.data().audit_verdict("ok");
                     finish(plugin, "CHECK", outcome, &store)
                 }
             }
         }
         Command::Status => {
             let config_text = String::from_utf8_lossy(&config.raw).into_owned();
-            finish(plugin, "STATUS", guest.call_status(&mut *store, &config_text), &store)
+            let outcome = guest.call_status(&mut *store, &config_text);
+            store.data().audit_verdict("ok");
+            finish(plugin, "STATUS", outcome, &store)
         }
         Command::Gc => {
             let config_text = String::from_utf8_lossy(&config.raw).into_owned();
@@ -186,7 +194,9 @@ pub fn invoke(
             for (_, _, entry) in &stale {
                 store.data_mut().created_host_links.extend(entry.links.iter().cloned());
             }
-            let response = finish(plugin, "GC", guest.call_gc(&mut *store, &config_text, &valid), &store)?;
+            let outcome = guest.call_gc(&mut *store, &config_text, &valid);
+            store.data().audit_verdict("ok");
+            let response = finish(plugin, "GC", outcome, &store)?;
             for (container_id, ifname, _) in &stale {
                 let attachment = ledger::Attachment { container_id, ifname };
                 if let Some(Err(e)) = ledger.as_ref().map(|l| l.remove(&attachment)) {

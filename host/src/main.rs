@@ -1,6 +1,7 @@
 //! cni-wasm: one binary that is every CNI plugin (chosen by the name it was
 //! run as) and runs each plugin as a sandboxed WebAssembly component.
 
+mod audit;
 mod bindings;
 mod cli;
 mod context;

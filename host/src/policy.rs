@@ -39,6 +39,8 @@ const MAX_CHAIN_NAME: usize = 28;
 #[serde(rename_all = "camelCase", default)]
 pub struct PolicyFile {
     pub defaults: Limits,
+    /// Where to write the audit log (CNI_WASM_AUDIT overrides it).
+    pub audit: Option<String>,
     pub plugins: std::collections::BTreeMap<String, PluginPolicy>,
 }
 

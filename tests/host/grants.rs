@@ -127,3 +127,46 @@ fn an_invalid_policy_file_is_a_clear_error() {
     let out = run(&install.plugin("loopback"), &env, r#"{"cniVersion":"1.0.0","name":"n","type":"loopback"}"#);
     assert!(out.json()["msg"].as_str().unwrap().contains("invalid policy file"), "{}", out.stdout);
 }
+
+/// With CNI_WASM_AUDIT, every capability call is one JSON line: who, for
+/// which attachment, the call, its object and the verdict.
+#[test]
+fn every_capability_call_is_audited_with_its_verdict() {
+    let probe = Probe::new("grant-audit", json!({"plugins": {"probe": {"capabilities": EVERYTHING}}}));
+    let host = Netns::new("grant-audit-host");
+    host.exec("ip", &["link", "add", "bystander0", "type", "veth", "peer", "name", "bystander1"]);
+    let container = Netns::new("grant-audit-ctr");
+    let log = TempDir::new("grant-audit");
+    let env = Env { host_netns: Some(host.name.clone()), ..probe.env("ADD", "c1", &container.path()) }
+        .var("CNI_WASM_AUDIT", log.join("audit.log").display().to_string());
+    let config = Probe::config(
+        &["create-container-veth", "change-host-link"],
+        json!({"probe": {"steps": ["create-container-veth", "change-host-link"], "hostLink": "bystander0"}}),
+    );
+    let out = run(&probe.plugin, &env, &config);
+    assert!(!out.success, "{}", out.stdout);
+    let text = std::fs::read_to_string(log.join("audit.log")).unwrap();
+    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let summary: Vec<(String, String, String)> = lines
+        .iter()
+        .map(|l| {
+            (
+                l["call"].as_str().unwrap().into(),
+                l["object"].as_str().unwrap().into(),
+                l["verdict"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("links.create-veth".into(), "\"probe0\"".into(), "ok".into()),
+            ("links.set".into(), "\"bystander0\"".into(), "denied".into())
+        ],
+        "{text}"
+    );
+    assert_eq!(
+        (&lines[1]["plugin"], &lines[1]["command"], &lines[1]["containerID"]),
+        (&json!("probe"), &json!("ADD"), &json!("c1"))
+    );
+}

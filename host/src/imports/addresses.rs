@@ -20,7 +20,7 @@ impl Host for HostState {
         link: Option<String>,
         family: Option<IpFamily>,
     ) -> CallResult<Vec<Address>> {
-        self.require(Capability::Addresses, "addresses.dump")?;
+        self.require_on(Capability::Addresses, "addresses.dump", &link)?;
         let (_, ns) = self.netns(&ns)?;
         let addresses = native::dump(&ns, link.as_deref(), family.map(family_from_wit))?;
         Ok(addresses
@@ -36,7 +36,7 @@ impl Host for HostState {
     }
 
     fn add(&mut self, ns: Resource<NetnsHandle>, link: String, address: IpNetwork) -> CallResult<()> {
-        self.require(Capability::Addresses, "addresses.add")?;
+        self.require_on(Capability::Addresses, "addresses.add", &link)?;
         let (which, netns) = self.netns(&ns)?;
         self.check_host_link(which, &link, "adding an address")?;
         let address = network_from_wit(address)?;
@@ -46,7 +46,7 @@ impl Host for HostState {
     }
 
     fn delete(&mut self, ns: Resource<NetnsHandle>, link: String, address: IpNetwork) -> CallResult<()> {
-        self.require(Capability::Addresses, "addresses.delete")?;
+        self.require_on(Capability::Addresses, "addresses.delete", &link)?;
         let (which, netns) = self.netns(&ns)?;
         self.check_host_link(which, &link, "deleting an address")?;
         native::delete(&netns, &link, network_from_wit(address)?)?;

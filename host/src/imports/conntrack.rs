@@ -27,7 +27,7 @@ fn filter(filter: FlowFilter) -> native::FlowFilter {
 
 impl Host for HostState {
     fn dump(&mut self, ns: Resource<NetnsHandle>, wanted: FlowFilter) -> CallResult<Vec<Flow>> {
-        self.require(Capability::Conntrack, "conntrack.dump")?;
+        self.require_on(Capability::Conntrack, "conntrack.dump", &wanted)?;
         let (_, netns) = self.netns(&ns)?;
         let flows = native::dump(&netns, &filter(wanted))?;
         Ok(flows
@@ -51,7 +51,7 @@ impl Host for HostState {
     }
 
     fn delete(&mut self, ns: Resource<NetnsHandle>, wanted: Vec<FlowFilter>) -> CallResult<u32> {
-        self.require(Capability::Conntrack, "conntrack.delete")?;
+        self.require_on(Capability::Conntrack, "conntrack.delete", &wanted)?;
         let (_, netns) = self.netns(&ns)?;
         let wanted: Vec<native::FlowFilter> = wanted.into_iter().map(filter).collect();
         for wanted in &wanted {

@@ -16,7 +16,10 @@ impl Host for HostState {
         command: Command,
         config: Option<String>,
     ) -> wasmtime::Result<Result<Option<cni::CniResult>, cni::Error>> {
-        if let Err(super::CallError::Capability(denied)) = self.require(Capability::Delegation, "delegation.invoke") {
+        if let Err(super::CallError::Capability(denied)) =
+            self.require_on(Capability::Delegation, "delegation.invoke", &plugin_type)
+        {
+            self.audit_verdict("denied");
             return Ok(Err(cni::Error { code: code::INTERNAL, msg: denied.message, details: String::new() }));
         }
         let command = match command {

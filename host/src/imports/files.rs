@@ -9,7 +9,7 @@ use crate::context::HostState;
 
 impl Host for HostState {
     fn read(&mut self, path: String) -> CallResult<Option<Vec<u8>>> {
-        self.require(Capability::Files, "files.read")?;
+        self.require_on(Capability::Files, "files.read", &path)?;
         files::validate_path(&path)?;
         if !self.grants.allows_file(&path) {
             return Err(Error::new(

@@ -148,19 +148,19 @@ fn link(link: native::Link) -> Link {
 
 impl Host for HostState {
     fn get(&mut self, ns: Resource<NetnsHandle>, name: String) -> CallResult<Option<Link>> {
-        self.require(Capability::Links, "links.get")?;
+        self.require_on(Capability::Links, "links.get", &name)?;
         let (_, ns) = self.netns(&ns)?;
         Ok(native::get(&ns, &name)?.map(link))
     }
 
     fn get_by_index(&mut self, ns: Resource<NetnsHandle>, index: u32) -> CallResult<Option<Link>> {
-        self.require(Capability::Links, "links.get-by-index")?;
+        self.require_on(Capability::Links, "links.get-by-index", &index)?;
         let (_, ns) = self.netns(&ns)?;
         Ok(native::get_by_index(&ns, index)?.map(link))
     }
 
     fn dump(&mut self, ns: Resource<NetnsHandle>) -> CallResult<Vec<Link>> {
-        self.require(Capability::Links, "links.dump")?;
+        self.require_on(Capability::Links, "links.dump", &"")?;
         let (_, ns) = self.netns(&ns)?;
         Ok(native::dump(&ns)?.into_iter().map(link).collect())
     }
@@ -173,7 +173,7 @@ impl Host for HostState {
         link_options: LinkOptions,
         parent_ns: Option<Resource<NetnsHandle>>,
     ) -> CallResult<Link> {
-        self.require(Capability::Links, "links.create")?;
+        self.require_on(Capability::Links, "links.create", &name)?;
         let (which, target) = self.netns(&ns)?;
         let (parent_which, parent) = match &parent_ns {
             Some(handle) => {
@@ -207,7 +207,7 @@ impl Host for HostState {
         peer_name: String,
         peer_options: LinkOptions,
     ) -> CallResult<(Link, Link)> {
-        self.require(Capability::Links, "links.create-veth")?;
+        self.require_on(Capability::Links, "links.create-veth", &name)?;
         let (which, ns) = self.netns(&ns)?;
         let (peer_which, peer_ns) = self.netns(&peer_ns)?;
         let (created, peer) =
@@ -221,7 +221,7 @@ impl Host for HostState {
     }
 
     fn set(&mut self, ns: Resource<NetnsHandle>, name: String, change: LinkChange) -> CallResult<()> {
-        self.require(Capability::Links, "links.set")?;
+        self.require_on(Capability::Links, "links.set", &name)?;
         let (which, ns) = self.netns(&ns)?;
         self.check_host_link(which, &name, "changing a link")?;
         let master = match change.master {
@@ -254,7 +254,7 @@ impl Host for HostState {
     }
 
     fn delete(&mut self, ns: Resource<NetnsHandle>, name: String) -> CallResult<()> {
-        self.require(Capability::Links, "links.delete")?;
+        self.require_on(Capability::Links, "links.delete", &name)?;
         let (which, ns) = self.netns(&ns)?;
         self.check_host_link(which, &name, "deleting a link")?;
         native::delete(&ns, &name)?;
@@ -272,7 +272,7 @@ impl Host for HostState {
         to: Resource<NetnsHandle>,
         new_name: String,
     ) -> CallResult<Link> {
-        self.require(Capability::Links, "links.move-to")?;
+        self.require_on(Capability::Links, "links.move-to", &name)?;
         let (which, from) = self.netns(&ns)?;
         let (to_which, to) = self.netns(&to)?;
         let movable = self.created_host_links.contains(&name)
@@ -289,7 +289,7 @@ impl Host for HostState {
     }
 
     fn find_host_device(&mut self, selector: DeviceSelector) -> CallResult<Option<HostDevice>> {
-        self.require(Capability::Links, "links.find-host-device")?;
+        self.require_on(Capability::Links, "links.find-host-device", &selector)?;
         let (value, native_selector) = match selector {
             DeviceSelector::Name(v) => (v.clone(), cni_wasm_capabilities::devices::Selector::Name(v)),
             DeviceSelector::Mac(v) => (v.clone(), cni_wasm_capabilities::devices::Selector::Mac(v)),
@@ -320,7 +320,7 @@ impl Host for HostState {
     }
 
     fn set_bridge_port(&mut self, ns: Resource<NetnsHandle>, name: String, port: BridgePort) -> CallResult<()> {
-        self.require(Capability::Links, "links.set-bridge-port")?;
+        self.require_on(Capability::Links, "links.set-bridge-port", &name)?;
         let (which, netns) = self.netns(&ns)?;
         self.check_host_link(which, &name, "setting bridge-port flags")?;
         let port = native::BridgePort { hairpin: port.hairpin, isolated: port.isolated };
@@ -328,14 +328,14 @@ impl Host for HostState {
     }
 
     fn bridge_vlans(&mut self, ns: Resource<NetnsHandle>, name: String) -> CallResult<Vec<BridgeVlan>> {
-        self.require(Capability::Links, "links.bridge-vlans")?;
+        self.require_on(Capability::Links, "links.bridge-vlans", &name)?;
         let (_, netns) = self.netns(&ns)?;
         let vlans = native::bridge_vlans(&netns, &name)?;
         Ok(vlans.into_iter().map(|v| BridgeVlan { id: v.id, pvid: v.pvid, untagged: v.untagged }).collect())
     }
 
     fn add_bridge_vlan(&mut self, ns: Resource<NetnsHandle>, name: String, vlan: BridgeVlan) -> CallResult<()> {
-        self.require(Capability::Links, "links.add-bridge-vlan")?;
+        self.require_on(Capability::Links, "links.add-bridge-vlan", &name)?;
         let (which, netns) = self.netns(&ns)?;
         self.check_host_link(which, &name, "adding a bridge vlan")?;
         let vlan = native::BridgeVlan { id: vlan.id, pvid: vlan.pvid, untagged: vlan.untagged };
@@ -343,7 +343,7 @@ impl Host for HostState {
     }
 
     fn delete_bridge_vlan(&mut self, ns: Resource<NetnsHandle>, name: String, id: u16) -> CallResult<()> {
-        self.require(Capability::Links, "links.delete-bridge-vlan")?;
+        self.require_on(Capability::Links, "links.delete-bridge-vlan", &name)?;
         let (which, netns) = self.netns(&ns)?;
         self.check_host_link(which, &name, "deleting a bridge vlan")?;
         Ok(native::delete_bridge_vlan(&netns, &name, id)?)

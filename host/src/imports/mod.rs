@@ -109,6 +109,11 @@ impl crate::bindings::cni_wasm::plugin::cni::Host for HostState {}
 
 impl types::Host for HostState {
     fn convert_error(&mut self, error: CallError) -> wasmtime::Result<types::Error> {
+        match &error {
+            CallError::Trap(_) => self.audit_verdict("trap"),
+            CallError::Capability(e) if e.kind == ErrorKind::Denied => self.audit_verdict("denied"),
+            CallError::Capability(e) => self.audit_verdict(&format!("error: {:?}", e.kind)),
+        }
         match error {
             CallError::Trap(trap) => Err(trap),
             CallError::Capability(error) => Ok(types::Error {
@@ -133,7 +138,26 @@ impl types::Host for HostState {
 impl HostState {
     /// Refuses a call from a capability family the plugin was not granted.
     pub fn require(&self, capability: Capability, call: &str) -> CallResult<()> {
+        self.require_on(capability, call, &"")
+    }
+
+    /// [`require`](Self::require), naming the object of the call for the
+    /// audit log.
+    pub fn require_on(&self, capability: Capability, call: &str, object: &dyn std::fmt::Debug) -> CallResult<()> {
         crate::timing::mark(call);
+        if self.process.audit.is_some() {
+            // The previous call got this far without an error: it succeeded.
+            self.audit_verdict("ok");
+            *self.audit_pending.borrow_mut() = Some(crate::audit::Entry {
+                plugin: self.grants.plugin.clone(),
+                command: self.call.env.command.as_str(),
+                network: self.call.config.name.clone(),
+                container_id: self.call.env.container_id.clone(),
+                ifname: self.call.env.ifname.clone(),
+                call: call.to_string(),
+                object: format!("{object:?}"),
+            });
+        }
         // A bound on capability calls, so a plugin cannot keep the host busy
         // with calls that each stay within the deadline.
         let calls = self.calls.get() + 1;

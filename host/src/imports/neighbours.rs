@@ -21,7 +21,7 @@ impl Host for HostState {
         _link: Option<String>,
         _family: Option<IpFamily>,
     ) -> CallResult<Vec<Neighbour>> {
-        self.require(Capability::Neighbours, "neighbours.dump")?;
+        self.require_on(Capability::Neighbours, "neighbours.dump", &"")?;
         Err(self.not_implemented("neighbours.dump"))
     }
 
@@ -32,19 +32,19 @@ impl Host for HostState {
         _address: IpAddress,
         _mac: MacAddress,
     ) -> CallResult<()> {
-        self.require(Capability::Neighbours, "neighbours.set")?;
+        self.require_on(Capability::Neighbours, "neighbours.set", &"")?;
         Err(self.not_implemented("neighbours.set"))
     }
 
     fn delete(&mut self, _ns: Resource<NetnsHandle>, _link: String, _address: IpAddress) -> CallResult<()> {
-        self.require(Capability::Neighbours, "neighbours.delete")?;
+        self.require_on(Capability::Neighbours, "neighbours.delete", &"")?;
         Err(self.not_implemented("neighbours.delete"))
     }
 
     /// Only for links the invocation may change, and only for an address
     /// that link holds: a plugin cannot claim someone else's address.
     fn announce(&mut self, ns: Resource<NetnsHandle>, link: String, address: IpAddress) -> CallResult<()> {
-        self.require(Capability::Neighbours, "neighbours.announce")?;
+        self.require_on(Capability::Neighbours, "neighbours.announce", &link)?;
         let (which, netns) = self.netns(&ns)?;
         self.check_host_link(which, &link, &format!("announcing an address on {link:?}"))?;
         let address = ip_from_wit(address);

@@ -28,7 +28,7 @@ impl HostState {
 
 impl Host for HostState {
     fn nft_apply(&mut self, ns: Resource<NetnsHandle>, batch: String) -> CallResult<()> {
-        self.require(Capability::Netfilter, "netfilter.nft-apply")?;
+        self.require_on(Capability::Netfilter, "netfilter.nft-apply", &"")?;
         let (_, netns) = self.netns(&ns)?;
         ownership::check_nft_batch(&batch, &self.grants.nft_tables)
             .map_err(|why| self.refuse("netfilter.nft-apply", why))?;
@@ -41,7 +41,7 @@ impl Host for HostState {
         family: String,
         table: String,
     ) -> CallResult<Option<String>> {
-        self.require(Capability::Netfilter, "netfilter.nft-list-table")?;
+        self.require_on(Capability::Netfilter, "netfilter.nft-list-table", &table)?;
         let (_, netns) = self.netns(&ns)?;
         ownership::check_nft_name(&family, &table).map_err(|why| self.refuse("netfilter.nft-list-table", why))?;
         Ok(native::nft_list_table(&netns, &family, &table, self.process.deadline())?)
@@ -54,7 +54,7 @@ impl Host for HostState {
         table: String,
         rules: String,
     ) -> CallResult<()> {
-        self.require(Capability::Netfilter, "netfilter.iptables-restore")?;
+        self.require_on(Capability::Netfilter, "netfilter.iptables-restore", &table)?;
         let (_, netns) = self.netns(&ns)?;
         ownership::check_table_name(&table).map_err(|why| self.refuse("netfilter.iptables-restore", why))?;
         ownership::check_iptables_rules(&rules, &|chain| self.owns_chain(chain))
@@ -63,7 +63,7 @@ impl Host for HostState {
     }
 
     fn iptables_save(&mut self, ns: Resource<NetnsHandle>, family: IpFamily, table: String) -> CallResult<String> {
-        self.require(Capability::Netfilter, "netfilter.iptables-save")?;
+        self.require_on(Capability::Netfilter, "netfilter.iptables-save", &table)?;
         let (_, netns) = self.netns(&ns)?;
         ownership::check_table_name(&table).map_err(|why| self.refuse("netfilter.iptables-save", why))?;
         Ok(native::iptables_save(&netns, family_from_wit(family), &table, self.process.deadline())?)
@@ -74,17 +74,17 @@ impl Host for HostState {
     }
 
     fn firewalld_add_source(&mut self, zone: String, source: String) -> CallResult<()> {
-        self.require(Capability::Netfilter, "netfilter.firewalld-add-source")?;
+        self.require_on(Capability::Netfilter, "netfilter.firewalld-add-source", &zone)?;
         Ok(cni_wasm_capabilities::firewalld::add_source(&zone, &source, self.process.deadline())?)
     }
 
     fn firewalld_remove_source(&mut self, zone: String, source: String) -> CallResult<()> {
-        self.require(Capability::Netfilter, "netfilter.firewalld-remove-source")?;
+        self.require_on(Capability::Netfilter, "netfilter.firewalld-remove-source", &zone)?;
         Ok(cni_wasm_capabilities::firewalld::remove_source(&zone, &source, self.process.deadline())?)
     }
 
     fn firewalld_query_source(&mut self, zone: String, source: String) -> CallResult<bool> {
-        self.require(Capability::Netfilter, "netfilter.firewalld-query-source")?;
+        self.require_on(Capability::Netfilter, "netfilter.firewalld-query-source", &zone)?;
         Ok(cni_wasm_capabilities::firewalld::query_source(&zone, &source, self.process.deadline())?)
     }
 }

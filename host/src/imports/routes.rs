@@ -62,7 +62,7 @@ impl HostState {
 
 impl Host for HostState {
     fn dump(&mut self, ns: Resource<NetnsHandle>, filter: RouteFilter) -> CallResult<Vec<Route>> {
-        self.require(Capability::Routes, "routes.dump")?;
+        self.require_on(Capability::Routes, "routes.dump", &filter)?;
         let (_, ns) = self.netns(&ns)?;
         let filter =
             native::RouteFilter { family: filter.family.map(family_from_wit), table: filter.table, link: filter.link };
@@ -70,7 +70,7 @@ impl Host for HostState {
     }
 
     fn add(&mut self, ns: Resource<NetnsHandle>, wanted: RouteSpec, mode: AddMode) -> CallResult<()> {
-        self.require(Capability::Routes, "routes.add")?;
+        self.require_on(Capability::Routes, "routes.add", &wanted)?;
         let (which, netns) = self.netns(&ns)?;
         let wanted = spec(wanted)?;
         self.check_host_route(which, &wanted, "adding a route")?;
@@ -87,7 +87,7 @@ impl Host for HostState {
     }
 
     fn delete(&mut self, ns: Resource<NetnsHandle>, wanted: RouteSpec) -> CallResult<()> {
-        self.require(Capability::Routes, "routes.delete")?;
+        self.require_on(Capability::Routes, "routes.delete", &wanted)?;
         let (which, netns) = self.netns(&ns)?;
         let wanted = spec(wanted)?;
         self.check_host_route(which, &wanted, "deleting a route")?;
@@ -96,7 +96,7 @@ impl Host for HostState {
     }
 
     fn lookup(&mut self, ns: Resource<NetnsHandle>, destination: IpAddress) -> CallResult<Route> {
-        self.require(Capability::Routes, "routes.lookup")?;
+        self.require_on(Capability::Routes, "routes.lookup", &"")?;
         let (_, ns) = self.netns(&ns)?;
         Ok(route(native::lookup(&ns, ip_from_wit(destination))?))
     }

@@ -44,7 +44,7 @@ impl HostState {
 
 impl Host for HostState {
     fn dump(&mut self, ns: Resource<NetnsHandle>, family: IpFamily) -> CallResult<Vec<Rule>> {
-        self.require(Capability::Rules, "rules.dump")?;
+        self.require_on(Capability::Rules, "rules.dump", &family)?;
         let (_, ns) = self.netns(&ns)?;
         let rules = native::dump(&ns, family_from_wit(family))?;
         Ok(rules
@@ -62,14 +62,14 @@ impl Host for HostState {
     }
 
     fn add(&mut self, ns: Resource<NetnsHandle>, rule: Rule) -> CallResult<()> {
-        self.require(Capability::Rules, "rules.add")?;
+        self.require_on(Capability::Rules, "rules.add", &rule)?;
         let (which, netns) = self.netns(&ns)?;
         self.check_rule_namespace(which, "rules.add")?;
         Ok(native::add(&netns, &to_native(rule)?)?)
     }
 
     fn delete(&mut self, ns: Resource<NetnsHandle>, rule: Rule) -> CallResult<()> {
-        self.require(Capability::Rules, "rules.delete")?;
+        self.require_on(Capability::Rules, "rules.delete", &rule)?;
         let (which, netns) = self.netns(&ns)?;
         self.check_rule_namespace(which, "rules.delete")?;
         Ok(native::delete(&netns, &to_native(rule)?)?)

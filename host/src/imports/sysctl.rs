@@ -26,13 +26,13 @@ fn link_of(key: &str) -> Option<&str> {
 
 impl Host for HostState {
     fn get(&mut self, ns: Resource<NetnsHandle>, key: String) -> CallResult<String> {
-        self.require(Capability::Sysctl, "sysctl.get")?;
+        self.require_on(Capability::Sysctl, "sysctl.get", &key)?;
         let (_, ns) = self.netns(&ns)?;
         Ok(native::get(&ns, &key)?)
     }
 
     fn set(&mut self, ns: Resource<NetnsHandle>, key: String, value: String) -> CallResult<()> {
-        self.require(Capability::Sysctl, "sysctl.set")?;
+        self.require_on(Capability::Sysctl, "sysctl.set", &key)?;
         let (which, netns) = self.netns(&ns)?;
         native::validate_key(&key)?;
         if which == Which::Host && !self.grants.allows_host_sysctl(&key) {

@@ -52,7 +52,7 @@ fn bucket_from_wit(bucket: TokenBucket) -> native::TokenBucket {
 
 impl Host for HostState {
     fn list_qdiscs(&mut self, ns: Resource<NetnsHandle>, link: String) -> CallResult<Vec<Qdisc>> {
-        self.require(Capability::Tc, "tc.list-qdiscs")?;
+        self.require_on(Capability::Tc, "tc.list-qdiscs", &link)?;
         let (_, ns) = self.netns(&ns)?;
         let qdiscs = native::list_qdiscs(&ns, &link)?;
         Ok(qdiscs
@@ -72,21 +72,21 @@ impl Host for HostState {
     }
 
     fn add_root_tbf(&mut self, ns: Resource<NetnsHandle>, link: String, bucket: TokenBucket) -> CallResult<()> {
-        self.require(Capability::Tc, "tc.add-root-tbf")?;
+        self.require_on(Capability::Tc, "tc.add-root-tbf", &link)?;
         let (which, netns) = self.netns(&ns)?;
         self.check_tc_link(which, &link, "adding a root qdisc")?;
         Ok(native::add_root_tbf(&netns, &link, bucket_from_wit(bucket))?)
     }
 
     fn add_ingress(&mut self, ns: Resource<NetnsHandle>, link: String) -> CallResult<()> {
-        self.require(Capability::Tc, "tc.add-ingress")?;
+        self.require_on(Capability::Tc, "tc.add-ingress", &link)?;
         let (which, netns) = self.netns(&ns)?;
         self.check_tc_link(which, &link, "adding the ingress qdisc")?;
         Ok(native::add_ingress(&netns, &link)?)
     }
 
     fn add_ingress_redirect(&mut self, ns: Resource<NetnsHandle>, link: String, target: String) -> CallResult<()> {
-        self.require(Capability::Tc, "tc.add-ingress-redirect")?;
+        self.require_on(Capability::Tc, "tc.add-ingress-redirect", &link)?;
         let (which, netns) = self.netns(&ns)?;
         self.check_tc_link(which, &link, "redirecting a link's ingress")?;
         // Traffic may only be redirected to a link the invocation may change.
@@ -95,7 +95,7 @@ impl Host for HostState {
     }
 
     fn delete_qdisc(&mut self, ns: Resource<NetnsHandle>, link: String, parent: u32) -> CallResult<()> {
-        self.require(Capability::Tc, "tc.delete-qdisc")?;
+        self.require_on(Capability::Tc, "tc.delete-qdisc", &link)?;
         let (which, netns) = self.netns(&ns)?;
         self.check_tc_link(which, &link, "deleting a qdisc")?;
         Ok(native::delete_qdisc(&netns, &link, parent)?)
