@@ -170,3 +170,42 @@ fn every_capability_call_is_audited_with_its_verdict() {
         (&json!("probe"), &json!("ADD"), &json!("c1"))
     );
 }
+
+/// A parent (a macvlan master) may get children, and nothing else: it is
+/// never changed, downed, moved or deleted; a link no key names as a parent
+/// gets no child.
+#[test]
+fn a_parent_gets_children_and_nothing_else() {
+    let policy = json!({"plugins": {"probe": {"capabilities": EVERYTHING, "hostLinks": ["master0", "eth0"]}}});
+    let probe = Probe::new("grant-parent", policy);
+    let host = Netns::new("grant-parent-host");
+    host.exec("ip", &["link", "add", "master0", "type", "veth", "peer", "name", "master0p"]);
+    host.exec("ip", &["link", "add", "eth0", "type", "veth", "peer", "name", "eth0p"]);
+    host.exec("ip", &["link", "set", "master0", "up"]);
+    let attempt = |steps: &[&str], extra: serde_json::Value| {
+        let container = Netns::new("grant-parent-ctr");
+        let env = Env { host_netns: Some(host.name.clone()), ..probe.env("ADD", "c1", &container.path()) };
+        let mut probe_conf = json!({"steps": steps, "master": "master0"});
+        for (k, v) in extra.as_object().unwrap() {
+            probe_conf[k] = v.clone();
+        }
+        let out = run(&probe.plugin, &env, &Probe::config(steps, json!({"probe": probe_conf})));
+        (out, link_names(&container))
+    };
+    let (out, _) = attempt(&["create-macvlan", "fail"], json!({}));
+    assert_eq!(out.json()["msg"], "probe: failing as asked", "a child on the parent is allowed: {}", out.stdout);
+    for step in ["down-master", "delete-master", "move-master"] {
+        let (out, _) = attempt(&[step], json!({}));
+        assert!(out.json()["msg"].as_str().unwrap().contains("refused"), "{step}: {}", out.stdout);
+    }
+    // eth0 is in the policy's patterns, but no key names it as a parent.
+    let (out, container_links) = attempt(&["create-macvlan"], json!({"parent": "eth0"}));
+    assert!(
+        out.json()["msg"].as_str().unwrap().contains("is not one a config key names as a parent"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(container_links, ["lo"]);
+    let master = &host.ip_json(&["link", "show", "master0"])[0];
+    assert!(master["flags"].as_array().unwrap().iter().any(|f| f == "UP"), "the master is unchanged: {master}");
+}

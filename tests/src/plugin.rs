@@ -140,3 +140,23 @@ impl Installation {
         link
     }
 }
+
+/// The `supportedVersions` a plugin binary answers VERSION with.
+pub fn supported_versions(program: &Path) -> Vec<String> {
+    let env = Env::new("VERSION", "", "", "", program.parent().expect("a plugin lives in a directory"));
+    let outcome = run(program, &env, r#"{"cniVersion": "1.0.0"}"#);
+    assert!(outcome.success, "VERSION of {}: {}", program.display(), outcome.stdout);
+    let versions = outcome.json()["supportedVersions"].as_array().expect("supportedVersions is a list").clone();
+    versions.iter().map(|v| v.as_str().expect("a version string").to_string()).collect()
+}
+
+/// Asserts that ours answers VERSION with the reference's versions and 1.1.0.
+#[track_caller]
+pub fn assert_versions_extend_the_references(install: &Installation, plugin: &str) {
+    let ours = supported_versions(&install.plugin(plugin));
+    let mut expected = supported_versions(&crate::reference(plugin));
+    if !expected.iter().any(|v| v == "1.1.0") {
+        expected.push("1.1.0".into());
+    }
+    assert_eq!(ours, expected, "{plugin}: VERSION");
+}

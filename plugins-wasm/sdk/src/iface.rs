@@ -121,6 +121,43 @@ pub fn container_interface(link: &Link, sandbox: Option<String>) -> cni::Network
     }
 }
 
+/// CHECK: the interface of `previous` that is CNI_IFNAME in CNI_NETNS.
+pub fn prev_interface<'a>(call: &crate::Invocation, previous: &'a cni::CniResult) -> Result<&'a cni::NetworkInterface> {
+    previous
+        .interfaces
+        .iter()
+        .find(|i| i.name == call.ifname && i.sandbox.as_deref() == call.netns.as_deref())
+        .ok_or_else(|| {
+            internal(format!(
+                "Sandbox in prevResult  doesn't match configured netns: {}",
+                call.netns.as_deref().unwrap_or_default()
+            ))
+        })
+}
+
+/// CHECK of a container interface the plugin made: present, of link kind
+/// `kind`, and with the MAC the result gave (the reference's messages).
+pub fn check_container_link(container: &Netns, entry: &cni::NetworkInterface, kind: &str) -> Result<Link> {
+    if entry.name.is_empty() {
+        return Err(internal("Container interface name missing in prevResult: "));
+    }
+    let link = links::get(container, &entry.name)?
+        .ok_or_else(|| internal(format!("Container Interface name in prevResult: {} not found", entry.name)))?;
+    if link.kind.as_deref() != Some(kind) {
+        return Err(internal(format!("Error: Container interface {} not of type {kind}", link.name)));
+    }
+    if let Some(mac) = entry.mac.as_deref().filter(|m| !m.is_empty())
+        && !mac.eq_ignore_ascii_case(&mac_string(&link))
+    {
+        return Err(internal(format!(
+            "Interface {} Mac {mac} doesn't match container Mac: {}",
+            entry.name,
+            mac_string(&link)
+        )));
+    }
+    Ok(link)
+}
+
 /// Deletes a link, returning its global unicast addresses; None when there
 /// was no such link.
 pub fn delete_link_with_addresses(ns: &Netns, name: &str) -> Result<Option<Vec<IpNet>>> {

@@ -29,6 +29,10 @@ struct Probe {
     sysctl_key: String,
     /// What to do on DEL: `delete-host-link` deletes `hostLink`.
     del_steps: Vec<String>,
+    /// A host link declared as a parent (`probe.master`).
+    master: String,
+    /// A host link no key declares (`probe.parent`).
+    parent: String,
     /// A config the plugin "writes" for a delegate (`delegate-crafted`),
     /// run as the plugin type it names.
     crafted: Option<serde_json::Value>,
@@ -47,6 +51,7 @@ impl cni_plugin_sdk::Plugin for ProbePlugin {
             Capability::Delegation,
         ]);
         manifest.objects.push(cni_plugin_sdk::object("probe.hostLink", cni_plugin_sdk::ObjectRole::Managed));
+        manifest.objects.push(cni_plugin_sdk::object("probe.master", cni_plugin_sdk::ObjectRole::Parent));
         manifest
     }
 
@@ -59,6 +64,26 @@ impl cni_plugin_sdk::Plugin for ProbePlugin {
                 "delegate" => {
                     let ipam_type = conf.ipam.as_ref().map(|i| i.plugin_type.clone()).unwrap_or_default();
                     result = ipam::exec_add(&ipam_type)?;
+                }
+                // A macvlan in the container on `probe.master` (a parent), or
+                // on `probe.parent` when that is set (named by no key).
+                "create-macvlan" => {
+                    let parent = if conf.probe.parent.is_empty() { &conf.probe.master } else { &conf.probe.parent };
+                    let kind = LinkKind::Macvlan(links::MacvlanOptions {
+                        parent: parent.clone(),
+                        mode: links::MacvlanMode::Passthru,
+                        broadcast_queue_len: None,
+                    });
+                    links::create(&namespaces::container()?, "probe0", &kind, &options(), Some(&namespaces::host()))?;
+                }
+                // Changes the parent itself: never allowed.
+                "down-master" => {
+                    let change = links::LinkChange { up: Some(false), ..no_change() };
+                    links::set(&namespaces::host(), &conf.probe.master, &change)?;
+                }
+                "delete-master" => links::delete(&namespaces::host(), &conf.probe.master)?,
+                "move-master" => {
+                    links::move_to(&namespaces::host(), &conf.probe.master, &namespaces::container()?, "stolen0")?;
                 }
                 // Delegates with a config of the plugin's own making.
                 "delegate-crafted" => {

@@ -1,0 +1,270 @@
+//! macvlan: a macvlan child of a host link (the master), created in the
+//! container under a temporary name and renamed to CNI_IFNAME, addressed by
+//! IPAM or left at layer 2. Reads like the reference's cmdAdd / cmdDel /
+//! cmdCheck; see README.md for where it differs from Debian's 1.1.1.
+
+use cni_plugin_sdk::args::CniArgs;
+use cni_plugin_sdk::config::{self, Dns, IpamConf, no_dns};
+use cni_plugin_sdk::error::{Context, Errors, Result, internal, invalid_config};
+use cni_plugin_sdk::iface::{self, container_interface};
+use cni_plugin_sdk::links::{self, LinkKind, LinkOptions, MacvlanMode, MacvlanOptions};
+use cni_plugin_sdk::namespaces::{self, Netns};
+use cni_plugin_sdk::net::parse_mac;
+use cni_plugin_sdk::{Capability, CniResult, Invocation, Manifest, ObjectDefault, ObjectKey, ObjectRole, ipam, sysctl};
+use serde::Deserialize;
+
+/// The reference's NetConf, with upstream's later fields.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct NetConf {
+    master: String,
+    mode: String,
+    /// A Go int: 0 leaves the master's MTU.
+    mtu: i64,
+    mac: String,
+    link_in_container: bool,
+    #[serde(rename = "bcqueuelen")]
+    bc_queue_len: Option<u32>,
+    ipam: IpamConf,
+    dns: Dns,
+    runtime_config: RuntimeConfig,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RuntimeConfig {
+    mac: String,
+}
+
+impl NetConf {
+    fn parse(config: &str) -> Result<NetConf> {
+        config::parse(config)
+    }
+
+    /// The master's namespace: the host's, or the container's with
+    /// `linkInContainer`.
+    fn master_ns(&self) -> Result<Netns> {
+        if self.link_in_container {
+            namespaces::container().context("failed to open netns")
+        } else {
+            Ok(namespaces::host())
+        }
+    }
+
+    /// The master, defaulting to the link of the first default route, and
+    /// checked to exist; the MTU checked against it.
+    fn resolve_master(&mut self, ns: &Netns) -> Result<links::Link> {
+        if self.master.is_empty() {
+            self.master =
+                iface::default_route_interface(ns)?.ok_or_else(|| internal("no default route interface found"))?;
+        }
+        let master = links::get(ns, &self.master)?
+            .ok_or_else(|| internal(format!("failed to lookup master {:?}: Link not found", self.master)))?;
+        if self.mtu < 0 || self.mtu > i64::from(master.mtu) {
+            return Err(invalid_config(format!("invalid MTU {}, must be [0, master MTU({})]", self.mtu, master.mtu)));
+        }
+        Ok(master)
+    }
+
+    /// runtimeConfig.mac, then CNI_ARGS MAC, then the config's `mac`.
+    fn mac(&self, cni_args: &str) -> Result<Option<Vec<u8>>> {
+        let args = CniArgs::parse(cni_args, &["MAC"])?;
+        let chosen = [Some(self.runtime_config.mac.as_str()), args.get("MAC"), Some(self.mac.as_str())]
+            .into_iter()
+            .flatten()
+            .find(|m| !m.is_empty());
+        chosen
+            .map(|text| {
+                parse_mac(text).ok_or_else(|| {
+                    internal(format!("invalid args {text} for MAC addr: address {text}: invalid MAC address"))
+                })
+            })
+            .transpose()
+    }
+
+    fn mode(&self) -> Result<MacvlanMode> {
+        match self.mode.as_str() {
+            "" | "bridge" => Ok(MacvlanMode::Bridge),
+            "private" => Ok(MacvlanMode::Private),
+            "vepa" => Ok(MacvlanMode::Vepa),
+            "passthru" => Ok(MacvlanMode::Passthru),
+            "source" => Ok(MacvlanMode::Source),
+            other => Err(invalid_config(format!("unknown macvlan mode: {other:?}"))),
+        }
+    }
+}
+
+struct Macvlan;
+
+impl cni_plugin_sdk::Plugin for Macvlan {
+    fn manifest() -> Manifest {
+        let mut manifest = cni_plugin_sdk::manifest(&[
+            Capability::Links,
+            Capability::Addresses,
+            Capability::Routes,
+            Capability::Sysctl,
+            Capability::Delegation,
+        ]);
+        // Children on the master, and nothing else: it is never changed.
+        manifest.objects.push(ObjectKey {
+            key: "master".into(),
+            role: ObjectRole::Parent,
+            default: ObjectDefault::DefaultRouteLink,
+            sub_interfaces: false,
+        });
+        manifest
+    }
+
+    fn add(call: &Invocation) -> Result<CniResult> {
+        let mut conf = NetConf::parse(&call.config)?;
+        let host = namespaces::host();
+        let netns = call.netns.clone().unwrap_or_default();
+        let container = namespaces::container().context(format!("failed to open netns {netns:?}"))?;
+        let master_ns = conf.master_ns()?;
+        conf.resolve_master(&master_ns)?;
+        let mac = conf.mac(&call.args)?;
+        let kind = LinkKind::Macvlan(MacvlanOptions {
+            parent: conf.master.clone(),
+            mode: conf.mode()?,
+            broadcast_queue_len: conf.bc_queue_len,
+        });
+        // The reference sends IFLA_TXQLEN 0; the kernel keeps it.
+        let options = LinkOptions { mtu: u32::try_from(conf.mtu).ok().filter(|m| *m > 0), mac, tx_queue_len: Some(0) };
+        let parent_ns = (!conf.link_in_container).then_some(&host);
+        let link = iface::create_renamed(&container, &call.ifname, &kind, &options, parent_ns, "macvlan")?;
+        let interface = container_interface(&link, call.netns.clone());
+
+        // The host deletes the link (and runs IPAM DEL) if anything below fails.
+        let mut result = if conf.ipam.plugin_type.is_empty() {
+            links::set(&container, &call.ifname, &ipam::set_up())
+                .context(format!("failed to set {:?} UP", call.ifname))?;
+            CniResult { interfaces: vec![interface], ips: Vec::new(), routes: Vec::new(), dns: no_dns() }
+        } else {
+            let mut result = ipam::exec_add(&conf.ipam.plugin_type)?;
+            if result.ips.is_empty() {
+                return Err(internal("IPAM plugin returned missing IP config"));
+            }
+            result.interfaces = vec![interface];
+            for ip in &mut result.ips {
+                ip.interface_index = Some(0);
+            }
+            announce_addresses(&container, &call.ifname);
+            ipam::configure_iface(&container, &call.ifname, &result)?;
+            result
+        };
+        // The config's DNS, not IPAM's, as the reference.
+        result.dns = if conf.dns.is_set() { conf.dns.to_result() } else { no_dns() };
+        Ok(result)
+    }
+
+    /// Needs neither the master nor a default route (the master may be
+    /// gone, and the kernel took its macvlans with it).
+    fn del(call: &Invocation) -> Result<()> {
+        let conf = NetConf::parse(&call.config)?;
+        let mut errors = Errors::new();
+        if !conf.ipam.plugin_type.is_empty() {
+            errors.keep(ipam::exec_del(&conf.ipam.plugin_type));
+        }
+        if call.netns.is_some() {
+            match namespaces::container() {
+                Ok(container) => match links::delete(&container, &call.ifname) {
+                    Ok(()) => {}
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => {
+                        errors
+                            .keep::<(), _>(Err(internal(format!("failed to delete {:?}: {}", call.ifname, e.message))));
+                    }
+                },
+                Err(e) if e.is_not_found() => {}
+                Err(e) => {
+                    errors.keep::<(), _>(Err(e));
+                }
+            }
+        }
+        errors.finish()
+    }
+
+    fn check(call: &Invocation) -> Result<()> {
+        let mut conf = NetConf::parse(&call.config)?;
+        let netns = call.netns.clone().unwrap_or_default();
+        let container = namespaces::container().context(format!("failed to open netns {netns:?}"))?;
+        let master_ns = conf.master_ns()?;
+        conf.resolve_master(&master_ns)?;
+        if !conf.ipam.plugin_type.is_empty() {
+            ipam::exec_check(&conf.ipam.plugin_type)?;
+        }
+        let previous = call.prev_result.as_ref().ok_or_else(|| internal("Required prevResult missing"))?;
+        let entry = iface::prev_interface(call, previous)?;
+        let link = iface::check_container_link(&container, entry, "macvlan")?;
+        let mode = conf.mode()?;
+        if link.macvlan_mode != Some(mode) {
+            return Err(internal(format!(
+                "Container macvlan mode {} does not match expected value: {}",
+                link.macvlan_mode.map(mode_name).unwrap_or("unknown"),
+                mode_name(mode)
+            )));
+        }
+        iface::validate_interface_ips(&container, &call.ifname, &previous.ips)?;
+        iface::validate_routes(&container, &previous.routes)
+    }
+
+    fn status(config: &str) -> Result<()> {
+        let conf = NetConf::parse(config)?;
+        if conf.ipam.plugin_type.is_empty() { Ok(()) } else { ipam::exec_status(&conf.ipam.plugin_type) }
+    }
+
+    /// The plugin holds no state; its IPAM may.
+    fn gc(config: &str, _valid: &[cni_plugin_sdk::Attachment]) -> Result<()> {
+        let conf = NetConf::parse(config)?;
+        if conf.ipam.plugin_type.is_empty() { Ok(()) } else { ipam::exec_gc(&conf.ipam.plugin_type) }
+    }
+}
+
+/// Gratuitous ARP and unsolicited NA when the link comes up, so peers learn
+/// a reused address at once (upstream sets ndisc_notify too; Debian's
+/// 1.1.1 only arp_notify).
+fn announce_addresses(container: &Netns, ifname: &str) {
+    let _ = sysctl::set(container, &format!("net/ipv4/conf/{ifname}/arp_notify"), "1");
+    let _ = sysctl::set(container, &format!("net/ipv6/conf/{ifname}/ndisc_notify"), "1");
+}
+
+fn mode_name(mode: MacvlanMode) -> &'static str {
+    match mode {
+        MacvlanMode::Bridge => "bridge",
+        MacvlanMode::Private => "private",
+        MacvlanMode::Vepa => "vepa",
+        MacvlanMode::Passthru => "passthru",
+        MacvlanMode::Source => "source",
+    }
+}
+
+cni_plugin_sdk::plugin!(Macvlan);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mac_comes_from_runtime_config_then_cni_args_then_the_config() {
+        let conf =
+            NetConf::parse(r#"{"name":"n","mac":"02:00:00:00:00:01","runtimeConfig":{"mac":"02:00:00:00:00:03"}}"#)
+                .unwrap();
+        assert_eq!(conf.mac("MAC=02:00:00:00:00:02").unwrap(), Some(vec![2, 0, 0, 0, 0, 3]));
+        let conf = NetConf::parse(r#"{"name":"n","mac":"02:00:00:00:00:01"}"#).unwrap();
+        assert_eq!(conf.mac("MAC=02:00:00:00:00:02").unwrap(), Some(vec![2, 0, 0, 0, 0, 2]));
+        assert_eq!(conf.mac("").unwrap(), Some(vec![2, 0, 0, 0, 0, 1]));
+        assert!(NetConf::parse(r#"{"name":"n","mac":"xx"}"#).unwrap().mac("").is_err());
+    }
+
+    #[test]
+    fn modes_are_the_kernels() {
+        for (text, mode) in
+            [("", MacvlanMode::Bridge), ("vepa", MacvlanMode::Vepa), ("passthru", MacvlanMode::Passthru)]
+        {
+            let conf = NetConf::parse(&format!(r#"{{"name":"n","mode":"{text}"}}"#)).unwrap();
+            assert_eq!(conf.mode().unwrap(), mode);
+        }
+        let bogus = NetConf::parse(r#"{"name":"n","mode":"bogus"}"#).unwrap();
+        assert_eq!(bogus.mode().unwrap_err().msg, r#"unknown macvlan mode: "bogus""#);
+    }
+}
