@@ -6,9 +6,10 @@
 //! STATUS, rollback and VERSION. Every "host" is a scratch namespace with a
 //! veth as the master (this kernel has no dummy links).
 
+use cni_wasm_tests::direct::Direct;
 use cni_wasm_tests::kernel::{self, SETTLE, eventually};
 use cni_wasm_tests::netns::Netns;
-use cni_wasm_tests::plugin::{Env, Installation, Outcome, assert_versions_extend_the_references, run};
+use cni_wasm_tests::plugin::{Installation, assert_versions_extend_the_references};
 use cni_wasm_tests::result;
 use cni_wasm_tests::side::{ReferenceCheck, Side, SideBySide, ping};
 use serde_json::{Value, json};
@@ -124,56 +125,22 @@ fn containers_on_one_master_reach_each_other_but_not_the_master() {
     ours.del(&conflist, "a", &a, &[]).unwrap();
 }
 
-/// The plugin run directly in a scratch host, as the DEL matrix needs.
-struct Direct {
-    install: Installation,
-    host: Netns,
-    store: cni_wasm_tests::TempDir,
+/// macvlan run directly in a scratch host with a master.
+fn direct(tag: &str) -> Direct {
+    let direct = Direct::new(tag, "macvlan", "macnet");
+    with_master(&direct.host);
+    direct
 }
 
-impl Direct {
-    fn new(tag: &str) -> Direct {
-        cni_wasm_tests::require_root();
-        let host = Netns::new(&format!("{tag}-h"));
-        with_master(&host);
-        Direct { install: Installation::new(tag), host, store: cni_wasm_tests::TempDir::new(tag) }
-    }
-
-    fn config(&self, extra: Value) -> String {
-        let mut config = macvlan(extra);
-        config["cniVersion"] = json!("1.0.0");
-        config["name"] = json!("macnet");
-        config["ipam"]["dataDir"] = json!(self.store.display());
-        config.to_string()
-    }
-
-    fn run_as(&self, program: &std::path::Path, command: &str, id: &str, netns: &str, config: &str) -> Outcome {
-        let env =
-            Env { host_netns: Some(self.host.name.clone()), ..Env::new(command, id, netns, "eth0", &self.install.dir) };
-        run(program, &env, config)
-    }
-
-    fn ours(&self, command: &str, id: &str, netns: &str, config: &str) -> Outcome {
-        self.run_as(&self.install.plugin("macvlan"), command, id, netns, config)
-    }
-
-    fn reference(&self, command: &str, id: &str, netns: &str, config: &str) -> Outcome {
-        self.run_as(&cni_wasm_tests::reference("macvlan"), command, id, netns, config)
-    }
-
-    fn reservations(&self) -> Vec<String> {
-        cni_wasm_tests::snapshot(&self.store.join("macnet"))
-            .into_iter()
-            .map(|(n, _)| n)
-            .filter(|n| n.starts_with("10."))
-            .collect()
-    }
+/// A whole macvlan config, as `macvlan` extends the plugin.
+fn config(direct: &Direct, extra: Value) -> String {
+    direct.config(macvlan(extra))
 }
 
 #[test]
 fn del_succeeds_twice_never_added_without_netns_and_once_the_master_is_gone() {
-    let direct = Direct::new("mv-del");
-    let config = direct.config(json!({}));
+    let direct = direct("mv-del");
+    let config = config(&direct, json!({}));
     let ct = Netns::new("mv-del-c");
     let add = direct.ours("ADD", "a", &ct.path(), &config);
     assert!(add.success, "{}", add.stdout);
@@ -199,8 +166,8 @@ fn del_succeeds_twice_never_added_without_netns_and_once_the_master_is_gone() {
 /// (`Link not found`), leaking the reservation.
 #[test]
 fn del_after_the_master_is_gone_releases_the_address_where_the_reference_fails() {
-    let direct = Direct::new("mv-del-master");
-    let config = direct.config(json!({}));
+    let direct = direct("mv-del-master");
+    let config = config(&direct, json!({}));
     let (ours_ct, theirs_ct) = (Netns::new("mv-dm-o"), Netns::new("mv-dm-r"));
     assert!(direct.ours("ADD", "o", &ours_ct.path(), &config).success);
     assert!(direct.reference("ADD", "r", &theirs_ct.path(), &config).success);
@@ -214,11 +181,14 @@ fn del_after_the_master_is_gone_releases_the_address_where_the_reference_fails()
 
 #[test]
 fn a_failed_add_leaves_nothing_in_the_container_nor_the_store() {
-    let direct = Direct::new("mv-fail");
+    let direct = direct("mv-fail");
     // A route through a gateway off every subnet: ConfigureIface fails
     // after IPAM and the link.
-    let config = direct.config(json!({"ipam": {"type": "host-local", "ranges": [[{"subnet": SUBNET}]],
-        "routes": [{"dst": "192.0.2.0/24", "gw": "198.51.100.1"}]}}));
+    let config = config(
+        &direct,
+        json!({"ipam": {"type": "host-local", "ranges": [[{"subnet": SUBNET}]],
+        "routes": [{"dst": "192.0.2.0/24", "gw": "198.51.100.1"}]}}),
+    );
     let ct = Netns::new("mv-fail-c");
     let outcome = direct.ours("ADD", "a", &ct.path(), &config);
     assert!(!outcome.success, "{}", outcome.stdout);
@@ -229,7 +199,7 @@ fn a_failed_add_leaves_nothing_in_the_container_nor_the_store() {
 
 #[test]
 fn bad_input_gets_one_error_with_a_clear_message() {
-    let direct = Direct::new("mv-bad");
+    let direct = direct("mv-bad");
     let ct = Netns::new("mv-bad-c");
     for (extra, code, text) in [
         (json!({"mode": "bogus"}), 7, "unknown macvlan mode: \"bogus\""),
@@ -237,7 +207,7 @@ fn bad_input_gets_one_error_with_a_clear_message() {
         (json!({"master": "nope0"}), 999, "failed to lookup master \"nope0\": Link not found"),
         (json!({"mac": "zz"}), 999, "invalid args zz for MAC addr"),
     ] {
-        let outcome = direct.ours("ADD", "a", &ct.path(), &direct.config(extra.clone()));
+        let outcome = direct.ours("ADD", "a", &ct.path(), &config(&direct, extra.clone()));
         assert_eq!(outcome.code(), code, "{extra}: {}", outcome.stdout);
         assert!(outcome.json()["msg"].as_str().unwrap().contains(text), "{extra}: {}", outcome.stdout);
         assert_eq!(cni_wasm_tests::link_names(&ct), ["lo"], "{extra}: nothing left");
@@ -247,10 +217,10 @@ fn bad_input_gets_one_error_with_a_clear_message() {
 /// Without `master`, the link of the host's default route, as the reference.
 #[test]
 fn the_default_master_is_the_default_routes_link() {
-    let direct = Direct::new("mv-default");
+    let direct = direct("mv-default");
     direct.host.exec("ip", &["addr", "add", "192.0.2.2/24", "dev", "master0"]);
     direct.host.exec("ip", &["route", "add", "default", "via", "192.0.2.1"]);
-    let mut config: Value = serde_json::from_str(&direct.config(json!({}))).unwrap();
+    let mut config: Value = serde_json::from_str(&config(&direct, json!({}))).unwrap();
     config.as_object_mut().unwrap().remove("master");
     let ct = Netns::new("mv-default-c");
     let outcome = direct.ours("ADD", "a", &ct.path(), &config.to_string());
@@ -279,9 +249,12 @@ fn check_notices_a_changed_mode_and_a_missing_address() {
 /// there is nothing to be unavailable.
 #[test]
 fn status_follows_ipam() {
-    let direct = Direct::new("mv-status");
-    let mut config: Value = serde_json::from_str(&direct.config(json!({"ipam": {"type": "host-local",
-        "ranges": [[{"subnet": "10.72.0.0/30"}]]}})))
+    let direct = direct("mv-status");
+    let mut config: Value = serde_json::from_str(&config(
+        &direct,
+        json!({"ipam": {"type": "host-local",
+        "ranges": [[{"subnet": "10.72.0.0/30"}]]}}),
+    ))
     .unwrap();
     config["cniVersion"] = json!("1.1.0");
     config["ipam"]["dataDir"] = json!(direct.store.display());

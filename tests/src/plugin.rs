@@ -160,3 +160,13 @@ pub fn assert_versions_extend_the_references(install: &Installation, plugin: &st
     }
     assert_eq!(ours, expected, "{plugin}: VERSION");
 }
+
+/// Every CNI version upstream's plugins support today.
+pub const UPSTREAM_VERSIONS: [&str; 7] = ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
+
+/// For plugins the Debian package lacks (dummy, tap): ours answers VERSION
+/// with upstream's list.
+#[track_caller]
+pub fn assert_versions_are_upstreams(install: &Installation, plugin: &str) {
+    assert_eq!(supported_versions(&install.plugin(plugin)), UPSTREAM_VERSIONS, "{plugin}: VERSION");
+}

@@ -10,7 +10,7 @@ use cni_plugin_sdk::iface::{self, container_interface};
 use cni_plugin_sdk::links::{self, LinkKind, LinkOptions, MacvlanMode, MacvlanOptions};
 use cni_plugin_sdk::namespaces::{self, Netns};
 use cni_plugin_sdk::net::parse_mac;
-use cni_plugin_sdk::{Capability, CniResult, Invocation, Manifest, ObjectDefault, ObjectKey, ObjectRole, ipam, sysctl};
+use cni_plugin_sdk::{Capability, CniResult, Invocation, Manifest, ObjectDefault, ObjectKey, ObjectRole, ipam};
 use serde::Deserialize;
 
 /// The reference's NetConf, with upstream's later fields.
@@ -140,17 +140,9 @@ impl cni_plugin_sdk::Plugin for Macvlan {
                 .context(format!("failed to set {:?} UP", call.ifname))?;
             CniResult { interfaces: vec![interface], ips: Vec::new(), routes: Vec::new(), dns: no_dns() }
         } else {
-            let mut result = ipam::exec_add(&conf.ipam.plugin_type)?;
-            if result.ips.is_empty() {
-                return Err(internal("IPAM plugin returned missing IP config"));
-            }
-            result.interfaces = vec![interface];
-            for ip in &mut result.ips {
-                ip.interface_index = Some(0);
-            }
-            announce_addresses(&container, &call.ifname);
-            ipam::configure_iface(&container, &call.ifname, &result)?;
-            result
+            ipam::add_to_interface(&conf.ipam.plugin_type, &container, interface, || {
+                iface::announce_on_up(&container, &call.ifname)
+            })?
         };
         // The config's DNS, not IPAM's, as the reference.
         result.dns = if conf.dns.is_set() { conf.dns.to_result() } else { no_dns() };
@@ -165,22 +157,7 @@ impl cni_plugin_sdk::Plugin for Macvlan {
         if !conf.ipam.plugin_type.is_empty() {
             errors.keep(ipam::exec_del(&conf.ipam.plugin_type));
         }
-        if call.netns.is_some() {
-            match namespaces::container() {
-                Ok(container) => match links::delete(&container, &call.ifname) {
-                    Ok(()) => {}
-                    Err(e) if e.is_not_found() => {}
-                    Err(e) => {
-                        errors
-                            .keep::<(), _>(Err(internal(format!("failed to delete {:?}: {}", call.ifname, e.message))));
-                    }
-                },
-                Err(e) if e.is_not_found() => {}
-                Err(e) => {
-                    errors.keep::<(), _>(Err(e));
-                }
-            }
-        }
+        errors.keep(iface::delete_container_link(call));
         errors.finish()
     }
 
@@ -218,14 +195,6 @@ impl cni_plugin_sdk::Plugin for Macvlan {
         let conf = NetConf::parse(config)?;
         if conf.ipam.plugin_type.is_empty() { Ok(()) } else { ipam::exec_gc(&conf.ipam.plugin_type) }
     }
-}
-
-/// Gratuitous ARP and unsolicited NA when the link comes up, so peers learn
-/// a reused address at once (upstream sets ndisc_notify too; Debian's
-/// 1.1.1 only arp_notify).
-fn announce_addresses(container: &Netns, ifname: &str) {
-    let _ = sysctl::set(container, &format!("net/ipv4/conf/{ifname}/arp_notify"), "1");
-    let _ = sysctl::set(container, &format!("net/ipv6/conf/{ifname}/ndisc_notify"), "1");
 }
 
 fn mode_name(mode: MacvlanMode) -> &'static str {

@@ -121,6 +121,31 @@ pub fn container_interface(link: &Link, sandbox: Option<String>) -> cni::Network
     }
 }
 
+/// Gratuitous ARP and unsolicited NA when `ifname` comes up, so peers learn
+/// a reused address at once (arp_notify as the reference; ndisc_notify too,
+/// as upstream sets it now). Failures only mean no announcement.
+pub fn announce_on_up(container: &Netns, ifname: &str) {
+    let _ = sysctl::set(container, &format!("net/ipv4/conf/{ifname}/arp_notify"), "1");
+    let _ = sysctl::set(container, &format!("net/ipv6/conf/{ifname}/ndisc_notify"), "1");
+}
+
+/// DEL of a plugin's container interface: gone already, or the namespace
+/// gone, is success (the kernel took the link with it).
+pub fn delete_container_link(call: &crate::Invocation) -> Result<()> {
+    if call.netns.is_none() {
+        return Ok(());
+    }
+    let container = match crate::namespaces::container() {
+        Ok(container) => container,
+        Err(e) if e.is_not_found() => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    match links::delete(&container, &call.ifname) {
+        Err(e) if !e.is_not_found() => Err(internal(format!("failed to delete {:?}: {}", call.ifname, e.message))),
+        _ => Ok(()),
+    }
+}
+
 /// CHECK: the interface of `previous` that is CNI_IFNAME in CNI_NETNS.
 pub fn prev_interface<'a>(call: &crate::Invocation, previous: &'a cni::CniResult) -> Result<&'a cni::NetworkInterface> {
     previous

@@ -32,6 +32,30 @@ pub fn exec_gc(plugin_type: &str) -> Result<()> {
     delegation::invoke(plugin_type, Command::Gc, None).map(drop)
 }
 
+/// IPAM ADD for a plugin's one container interface: its addresses all on
+/// that interface (index 0), applied with [`configure_iface`]; `prepare`
+/// runs first in the container (sysctls such as arp_notify). The result's
+/// interfaces are just `interface`.
+pub fn add_to_interface(
+    plugin_type: &str,
+    container: &Netns,
+    interface: crate::cni::NetworkInterface,
+    prepare: impl FnOnce(),
+) -> Result<CniResult> {
+    let mut result = exec_add(plugin_type)?;
+    if result.ips.is_empty() {
+        return Err(internal("IPAM plugin returned missing IP config"));
+    }
+    let ifname = interface.name.clone();
+    result.interfaces = vec![interface];
+    for ip in &mut result.ips {
+        ip.interface_index = Some(0);
+    }
+    prepare();
+    configure_iface(container, &ifname, &result)?;
+    Ok(result)
+}
+
 /// How long to wait for IPv6 duplicate address detection.
 const SETTLE_TIMEOUT_MS: u64 = 5_000;
 
