@@ -51,18 +51,26 @@ impl Direct {
         config.to_string()
     }
 
-    fn run_as(&self, program: &Path, command: &str, id: &str, netns: &str, config: &str) -> Outcome {
-        let env =
-            Env { host_netns: Some(self.host.name.clone()), ..Env::new(command, id, netns, "eth0", &self.install.dir) };
+    fn run_as(&self, program: &Path, command: &str, id: &str, netns: &str, config: &str, args: &str) -> Outcome {
+        let env = Env {
+            host_netns: Some(self.host.name.clone()),
+            args: args.to_string(),
+            ..Env::new(command, id, netns, "eth0", &self.install.dir)
+        };
         run(program, &env, config)
     }
 
     pub fn ours(&self, command: &str, id: &str, netns: &str, config: &str) -> Outcome {
-        self.run_as(&self.install.plugin(&self.plugin), command, id, netns, config)
+        self.run_as(&self.install.plugin(&self.plugin), command, id, netns, config, "")
+    }
+
+    /// Ours with CNI_ARGS.
+    pub fn ours_with_args(&self, command: &str, id: &str, netns: &str, config: &str, args: &str) -> Outcome {
+        self.run_as(&self.install.plugin(&self.plugin), command, id, netns, config, args)
     }
 
     pub fn reference(&self, command: &str, id: &str, netns: &str, config: &str) -> Outcome {
-        self.run_as(&crate::reference(&self.plugin), command, id, netns, config)
+        self.run_as(&crate::reference(&self.plugin), command, id, netns, config, "")
     }
 
     /// The addresses reserved in the store for the network.

@@ -3,13 +3,12 @@
 //! IPAM or left at layer 2. Reads like the reference's cmdAdd / cmdDel /
 //! cmdCheck; see README.md for where it differs from Debian's 1.1.1.
 
-use cni_plugin_sdk::args::CniArgs;
+use cni_plugin_sdk::args;
 use cni_plugin_sdk::config::{self, Dns, IpamConf, no_dns};
 use cni_plugin_sdk::error::{Context, Errors, Result, internal, invalid_config};
 use cni_plugin_sdk::iface::{self, container_interface};
 use cni_plugin_sdk::links::{self, LinkKind, LinkOptions, MacvlanMode, MacvlanOptions};
 use cni_plugin_sdk::namespaces::{self, Netns};
-use cni_plugin_sdk::net::parse_mac;
 use cni_plugin_sdk::{Capability, CniResult, Invocation, Manifest, ObjectDefault, ObjectKey, ObjectRole, ipam};
 use serde::Deserialize;
 
@@ -66,22 +65,6 @@ impl NetConf {
         Ok(master)
     }
 
-    /// runtimeConfig.mac, then CNI_ARGS MAC, then the config's `mac`.
-    fn mac(&self, cni_args: &str) -> Result<Option<Vec<u8>>> {
-        let args = CniArgs::parse(cni_args, &["MAC"])?;
-        let chosen = [Some(self.runtime_config.mac.as_str()), args.get("MAC"), Some(self.mac.as_str())]
-            .into_iter()
-            .flatten()
-            .find(|m| !m.is_empty());
-        chosen
-            .map(|text| {
-                parse_mac(text).ok_or_else(|| {
-                    internal(format!("invalid args {text} for MAC addr: address {text}: invalid MAC address"))
-                })
-            })
-            .transpose()
-    }
-
     fn mode(&self) -> Result<MacvlanMode> {
         match self.mode.as_str() {
             "" | "bridge" => Ok(MacvlanMode::Bridge),
@@ -122,7 +105,7 @@ impl cni_plugin_sdk::Plugin for Macvlan {
         let container = namespaces::container().context(format!("failed to open netns {netns:?}"))?;
         let master_ns = conf.master_ns()?;
         conf.resolve_master(&master_ns)?;
-        let mac = conf.mac(&call.args)?;
+        let mac = args::chosen_mac(&conf.runtime_config.mac, &call.args, &conf.mac)?;
         let kind = LinkKind::Macvlan(MacvlanOptions {
             parent: conf.master.clone(),
             mode: conf.mode()?,
@@ -212,18 +195,6 @@ cni_plugin_sdk::plugin!(Macvlan);
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_mac_comes_from_runtime_config_then_cni_args_then_the_config() {
-        let conf =
-            NetConf::parse(r#"{"name":"n","mac":"02:00:00:00:00:01","runtimeConfig":{"mac":"02:00:00:00:00:03"}}"#)
-                .unwrap();
-        assert_eq!(conf.mac("MAC=02:00:00:00:00:02").unwrap(), Some(vec![2, 0, 0, 0, 0, 3]));
-        let conf = NetConf::parse(r#"{"name":"n","mac":"02:00:00:00:00:01"}"#).unwrap();
-        assert_eq!(conf.mac("MAC=02:00:00:00:00:02").unwrap(), Some(vec![2, 0, 0, 0, 0, 2]));
-        assert_eq!(conf.mac("").unwrap(), Some(vec![2, 0, 0, 0, 0, 1]));
-        assert!(NetConf::parse(r#"{"name":"n","mac":"xx"}"#).unwrap().mac("").is_err());
-    }
 
     #[test]
     fn modes_are_the_kernels() {

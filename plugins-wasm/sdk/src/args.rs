@@ -53,6 +53,21 @@ impl CniArgs {
     }
 }
 
+/// The MAC a container interface gets, as macvlan and tap choose it:
+/// `runtimeConfig.mac`, then CNI_ARGS `MAC`, then the config's `mac`; none
+/// when all are empty. An unparsable choice is an error naming it.
+pub fn chosen_mac(runtime_mac: &str, cni_args: &str, config_mac: &str) -> Result<Option<Vec<u8>>, Error> {
+    let args = CniArgs::parse(cni_args, &["MAC"])?;
+    let chosen = [Some(runtime_mac), args.get("MAC"), Some(config_mac)].into_iter().flatten().find(|m| !m.is_empty());
+    chosen
+        .map(|text| {
+            crate::net::parse_mac(text).ok_or_else(|| {
+                internal(format!("invalid args {text} for MAC addr: address {text}: invalid MAC address"))
+            })
+        })
+        .transpose()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,5 +89,18 @@ mod tests {
     fn pairs_need_exactly_one_equals_sign() {
         assert!(CniArgs::parse("FOO", &["FOO"]).is_err());
         assert!(CniArgs::parse("A=b=c", &["A"]).is_err());
+    }
+
+    #[test]
+    fn the_mac_comes_from_runtime_config_then_cni_args_then_the_config() {
+        let mac = |runtime, args, config| chosen_mac(runtime, args, config).unwrap();
+        assert_eq!(
+            mac("02:00:00:00:00:03", "MAC=02:00:00:00:00:02", "02:00:00:00:00:01"),
+            Some(vec![2, 0, 0, 0, 0, 3])
+        );
+        assert_eq!(mac("", "MAC=02:00:00:00:00:02", "02:00:00:00:00:01"), Some(vec![2, 0, 0, 0, 0, 2]));
+        assert_eq!(mac("", "", "02:00:00:00:00:01"), Some(vec![2, 0, 0, 0, 0, 1]));
+        assert_eq!(mac("", "", ""), None);
+        assert!(chosen_mac("", "", "xx").is_err());
     }
 }
