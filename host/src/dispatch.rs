@@ -356,6 +356,12 @@ fn rollback(process: &Rc<Process>, store: &mut Store<HostState>) {
             Entry::LinkCreated { ns, name } => {
                 state.namespace(*ns).ok().map(|ns| cni_wasm_capabilities::links::delete(&ns, name))
             }
+            Entry::LinkMoved { from, name, was_up, alias, to, moved_name } => {
+                match (state.namespace(*from), state.namespace(*to)) {
+                    (Ok(from), Ok(to)) => Some(move_back(&to, moved_name, &from, name, *was_up, alias)),
+                    _ => None,
+                }
+            }
             Entry::AddressAdded { ns, link, address } => {
                 state.namespace(*ns).ok().map(|ns| cni_wasm_capabilities::addresses::delete(&ns, link, *address))
             }
@@ -379,6 +385,23 @@ fn rollback(process: &Rc<Process>, store: &mut Store<HostState>) {
             _ => log_at!(Debug, &plugin, "rolled back {entry:?}"),
         }
     }
+}
+
+/// Gives a moved link back under its old name and alias, up again if it was.
+fn move_back(
+    now_in: &cni_wasm_capabilities::netns::Netns,
+    moved_name: &str,
+    home: &cni_wasm_capabilities::netns::Netns,
+    name: &str,
+    was_up: bool,
+    alias: &str,
+) -> cni_wasm_capabilities::error::Result<()> {
+    use cni_wasm_capabilities::links;
+    links::set(now_in, moved_name, &links::LinkChange { up: Some(false), ..Default::default() })?;
+    links::move_to(now_in, moved_name, home, name)?;
+    let restore =
+        links::LinkChange { up: was_up.then_some(true), alias: Some(alias.to_string()), ..Default::default() };
+    links::set(home, name, &restore)
 }
 
 /// A plugin's manifest (for `cni-wasm list`).

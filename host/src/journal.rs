@@ -13,11 +13,36 @@ use crate::imports::namespaces::Which;
 
 #[derive(Debug, Clone)]
 pub enum Entry {
-    LinkCreated { ns: Which, name: String },
-    AddressAdded { ns: Which, link: String, address: IpNetwork },
-    RouteAdded { ns: Which, route: RouteSpec },
-    StateFileCreated { path: String },
-    DelegateAdded { plugin_type: String, stdin: Vec<u8> },
+    LinkCreated {
+        ns: Which,
+        name: String,
+    },
+    /// A link moved from `from` (as `name`, with its up state and alias
+    /// then) to `to` (as `moved_name`): rollback moves it back as it was.
+    LinkMoved {
+        from: Which,
+        name: String,
+        was_up: bool,
+        alias: String,
+        to: Which,
+        moved_name: String,
+    },
+    AddressAdded {
+        ns: Which,
+        link: String,
+        address: IpNetwork,
+    },
+    RouteAdded {
+        ns: Which,
+        route: RouteSpec,
+    },
+    StateFileCreated {
+        path: String,
+    },
+    DelegateAdded {
+        plugin_type: String,
+        stdin: Vec<u8>,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -47,15 +72,21 @@ impl Journal {
 
     /// A link was renamed or deleted by the plugin itself.
     pub fn forget_link(&mut self, ns: Which, name: &str) {
-        self.entries.retain(|e| !matches!(e, Entry::LinkCreated { ns: n, name: l } if *n == ns && l == name));
+        self.entries.retain(|e| match e {
+            Entry::LinkCreated { ns: n, name: l } => !(*n == ns && l == name),
+            Entry::LinkMoved { to, moved_name, .. } => !(*to == ns && moved_name == name),
+            _ => true,
+        });
     }
 
     pub fn rename_link(&mut self, ns: Which, from: &str, to: &str) {
         for entry in &mut self.entries {
-            if let Entry::LinkCreated { ns: n, name } = entry
-                && *n == ns
-                && name == from
-            {
+            let (n, name) = match entry {
+                Entry::LinkCreated { ns, name } => (*ns, name),
+                Entry::LinkMoved { to, moved_name, .. } => (*to, moved_name),
+                _ => continue,
+            };
+            if n == ns && name == from {
                 *name = to.to_string();
             }
         }

@@ -24,7 +24,7 @@ fn dummy(extra: Value) -> Value {
 }
 
 fn conflist(plugin: Value) -> Value {
-    json!({"cniVersion": "1.1.0", "name": "dummynet", "plugins": [plugin]})
+    json!({"cniVersion": "1.0.0", "name": "dummynet", "plugins": [plugin]})
 }
 
 #[test]
@@ -116,7 +116,7 @@ fn bad_input_and_a_failed_add_leave_nothing() {
     let taken = direct.ours("ADD", "a", &ct.path(), &direct.config(dummy(json!({}))));
     assert!(!taken.success, "CNI_IFNAME taken: {}", taken.stdout);
     assert!(direct.reservations().is_empty(), "no address left reserved");
-    assert_eq!(cni_wasm_tests::link_names(&ct), ["eth0", "lo"], "the container's own eth0 is untouched");
+    assert_eq!(cni_wasm_tests::link_names(&ct), ["lo", "eth0"], "the container's own eth0 is untouched");
 }
 
 #[test]

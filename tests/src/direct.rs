@@ -52,12 +52,36 @@ impl Direct {
     }
 
     fn run_as(&self, program: &Path, command: &str, id: &str, netns: &str, config: &str, args: &str) -> Outcome {
+        self.run_on(program, command, id, netns, "eth0", config, args)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run_on(
+        &self,
+        program: &Path,
+        command: &str,
+        id: &str,
+        netns: &str,
+        ifname: &str,
+        config: &str,
+        args: &str,
+    ) -> Outcome {
         let env = Env {
             host_netns: Some(self.host.name.clone()),
             args: args.to_string(),
-            ..Env::new(command, id, netns, "eth0", &self.install.dir)
+            ..Env::new(command, id, netns, ifname, &self.install.dir)
         };
         run(program, &env, config)
+    }
+
+    /// Ours on an interface other than eth0.
+    pub fn ours_on(&self, command: &str, id: &str, netns: &str, ifname: &str, config: &str) -> Outcome {
+        self.run_on(&self.install.plugin(&self.plugin), command, id, netns, ifname, config, "")
+    }
+
+    /// The reference on an interface other than eth0.
+    pub fn reference_on(&self, command: &str, id: &str, netns: &str, ifname: &str, config: &str) -> Outcome {
+        self.run_on(&crate::reference(&self.plugin), command, id, netns, ifname, config, "")
     }
 
     pub fn ours(&self, command: &str, id: &str, netns: &str, config: &str) -> Outcome {

@@ -41,6 +41,9 @@ const FEATURES: &[(&str, &[&str])] = &[
     ("macvlan", &["link", "probe0", "type", "macvlan", "mode", "bridge"]),
     ("vrf", &["type", "vrf", "table", "42"]),
     ("bridge vlan_filtering", &["type", "bridge", "vlan_filtering", "1"]),
+    // Not a link type: a PCI network device in the root namespace (the
+    // VM's virtio-net NIC), for host-device's sysfs selectors.
+    ("pci network device", &[]),
 ];
 
 /// Whether the kernel has `feature` (one of `dummy`, `vlan`, `ipvlan`,
@@ -52,6 +55,11 @@ pub fn kernel_feature(feature: &str) -> Result<(), String> {
         panic!("lane::kernel_feature: unknown feature {feature:?} (known: {known:?})");
     };
     crate::require_root();
+    if feature == "pci network device" {
+        return pci_network_device()
+            .map(drop)
+            .ok_or_else(|| "no PCI device with a network interface in /sys/bus/pci/devices".into());
+    }
     let ns = Netns::new("probe");
     let ip = |args: &[&str]| -> Result<(), String> {
         let output = Command::new("ip")
@@ -79,6 +87,31 @@ pub fn kernel_feature(feature: &str) -> Result<(), String> {
         }
     }
     check
+}
+
+/// A PCI network device of this namespace: its address ("0000:00:03.0")
+/// and interface name, the interface either directly under the device or
+/// under its virtio device (as host-device looks).
+pub fn pci_network_device() -> Option<(String, String)> {
+    let mut devices: Vec<_> = std::fs::read_dir("/sys/bus/pci/devices").ok()?.filter_map(Result::ok).collect();
+    devices.sort_by_key(|d| d.file_name());
+    for device in devices {
+        let mut dirs = vec![device.path().join("net")];
+        for entry in std::fs::read_dir(device.path()).into_iter().flatten().filter_map(Result::ok) {
+            if entry.file_name().to_string_lossy().starts_with("virtio") {
+                dirs.push(entry.path().join("net"));
+            }
+        }
+        for dir in dirs {
+            if let Some(name) = std::fs::read_dir(dir).ok().and_then(|mut d| d.next()).and_then(Result::ok) {
+                return Some((
+                    device.file_name().to_string_lossy().into_owned(),
+                    name.file_name().to_string_lossy().into_owned(),
+                ));
+            }
+        }
+    }
+    None
 }
 
 /// Panics unless the kernel has `feature` (see [`kernel_feature`]): the

@@ -281,7 +281,18 @@ impl Host for HostState {
         if which == Which::Host && !movable {
             return Err(self.refuse_link("moving a link", &name, "is not one a config key names as movable"));
         }
+        let before = native::get(&from, &name)?;
+        let was_up = before.as_ref().is_some_and(|l| l.up);
+        let alias = before.and_then(|l| l.alias).unwrap_or_default();
         let moved = native::move_to(&from, &name, &to, &new_name)?;
+        self.journal.record(Entry::LinkMoved {
+            from: which,
+            name: name.clone(),
+            was_up,
+            alias,
+            to: to_which,
+            moved_name: new_name.clone(),
+        });
         if to_which == Which::Host {
             self.created_host_links.insert(new_name);
         }
