@@ -122,6 +122,20 @@ fn the_device_moves_in_with_ipams_addresses_and_comes_back_as_it_was() {
 
 /// A container-side change of MAC and MTU (tuning, the pod) is undone when
 /// ours gives the device back; the reference returns it as it finds it.
+/// The moved device carries traffic: the container reaches the other end
+/// of the veth standing in for the device's cable.
+#[test]
+fn the_moved_device_reaches_the_other_end_of_its_cable() {
+    let direct = Direct::new("hd-ping", "host-device", "hdnet");
+    device(&direct.host, "hd0");
+    direct.host.exec("ip", &["addr", "add", "10.80.0.1/24", "dev", "hd0p"]);
+    let config = with_store(&direct, host_device(json!({})));
+    let ct = Netns::new("hd-ping-c");
+    assert!(direct.ours("ADD", "a", &ct.path(), &config).success);
+    assert!(cni_wasm_tests::side::ping(&ct, "10.80.0.1"), "the container reaches 10.80.0.1 through the device");
+    assert!(direct.ours("DEL", "a", &ct.path(), &config).success);
+}
+
 #[test]
 fn del_restores_the_hosts_mac_and_mtu() {
     let direct = Direct::new("hd-mac", "host-device", "hdnet");

@@ -10,7 +10,7 @@
 use cni_wasm_tests::direct::Direct;
 use cni_wasm_tests::netns::Netns;
 use cni_wasm_tests::plugin::{Installation, assert_versions_are_upstreams};
-use cni_wasm_tests::result;
+use cni_wasm_tests::{kernel, result};
 use serde_json::{Value, json};
 
 fn tap(extra: Value) -> Value {
@@ -198,4 +198,93 @@ fn a_failed_add_leaves_nothing() {
 fn version_lists_upstreams_versions() {
     cni_wasm_tests::require_root();
     assert_versions_are_upstreams(&Installation::new("tap-version"), "tap");
+}
+
+/// What a VMM does: opens the persistent tap `name` in `ns` (IFF_TAP,
+/// IFF_NO_PI, as the tap was made without owner and group), non-blocking.
+fn attach(ns: &Netns, name: &str) -> std::fs::File {
+    use std::os::fd::AsRawFd;
+    let namespace = cni_wasm_capabilities::netns::Netns::open(&ns.path()).expect("opening the container netns");
+    let name = name.to_string();
+    namespace
+        .run("attaching to the tap", move || {
+            let tun = std::fs::OpenOptions::new().read(true).write(true).open("/dev/net/tun")?;
+            // SAFETY: ifreq is plain data; all-zero is a valid value.
+            let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+            for (slot, byte) in request.ifr_name.iter_mut().zip(name.bytes()) {
+                *slot = byte as libc::c_char;
+            }
+            request.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI) as libc::c_short;
+            // SAFETY: TUNSETIFF reads and writes the ifreq it is given.
+            if unsafe { libc::ioctl(tun.as_raw_fd(), libc::TUNSETIFF, &mut request as *mut libc::ifreq) } < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // SAFETY: plain fcntl on a descriptor this closure owns.
+            unsafe { libc::fcntl(tun.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+            Ok(tun)
+        })
+        .expect("attaching to the tap")
+}
+
+/// An ARP request for `target` from `mac`/`sender`, as a guest would send.
+fn arp_request(mac: [u8; 6], sender: [u8; 4], target: [u8; 4]) -> Vec<u8> {
+    let mut frame = vec![0xff; 6];
+    frame.extend(mac);
+    frame.extend([0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+    frame.extend(mac);
+    frame.extend(sender);
+    frame.extend([0; 6]);
+    frame.extend(target);
+    frame
+}
+
+/// A layer 2 tap in a container bridge passes frames both ways: a "guest"
+/// on the tap's fd asks for a peer's MAC across the bridge and gets the
+/// peer's ARP reply back through the tap.
+#[test]
+fn a_tap_in_a_bridge_passes_frames_both_ways() {
+    use std::io::{Read, Write};
+    let direct = Direct::new("tap-frm", "tap", "tapnet");
+    let ct = Netns::new("tap-frm-c");
+    let peer = Netns::new("tap-frm-p");
+    ct.exec("ip", &["link", "add", "br0", "type", "bridge"]);
+    ct.exec("ip", &["link", "add", "v0", "master", "br0", "type", "veth", "peer", "name", "v0p", "netns", &peer.name]);
+    for link in ["br0", "v0"] {
+        ct.exec("ip", &["link", "set", link, "up"]);
+    }
+    peer.exec("ip", &["addr", "add", "10.82.0.1/24", "dev", "v0p"]);
+    peer.exec("ip", &["link", "set", "v0p", "up"]);
+    let config = direct.config(json!({"type": "tap", "bridge": "br0"}));
+    assert!(direct.ours("ADD", "a", &ct.path(), &config).success);
+
+    let mut tap = attach(&ct, "eth0");
+    let guest = [0x02, 0, 0, 0, 0xcc, 0x01];
+    let deadline = std::time::Instant::now() + kernel::SETTLE;
+    let mut buffer = [0u8; 2048];
+    let reply = loop {
+        // Re-sent until answered: the port may still be coming up.
+        tap.write_all(&arp_request(guest, [10, 82, 0, 2], [10, 82, 0, 1])).expect("writing a frame to the tap");
+        let mut answered = None;
+        for _ in 0..20 {
+            match tap.read(&mut buffer) {
+                Ok(n) if n >= 42 && buffer[12..14] == [0x08, 0x06] && buffer[21] == 2 => {
+                    answered = Some(buffer[..n].to_vec());
+                    break;
+                }
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(std::time::Duration::from_millis(10))
+                }
+                Err(e) => panic!("reading the tap: {e}"),
+            }
+        }
+        if let Some(frame) = answered {
+            break frame;
+        }
+        assert!(std::time::Instant::now() < deadline, "no ARP reply through the tap within {:?}", kernel::SETTLE);
+    };
+    assert_eq!(reply[0..6], guest, "the reply is addressed to the guest");
+    assert_eq!(reply[28..32], [10, 82, 0, 1], "from the peer's address");
+    drop(tap);
+    assert!(direct.ours("DEL", "a", &ct.path(), &config).success);
 }

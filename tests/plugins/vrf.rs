@@ -143,6 +143,13 @@ fn traffic_follows_the_moved_default_route() {
         .unwrap();
     assert!(reply.status.success(), "the container answers through its VRF's default route");
     assert!(ping(&peer, "10.79.0.2"));
+    // From inside, bound to the VRF (what `ip vrf exec` does with a cgroup):
+    // the peer's loopback address is reached through the moved default route.
+    let bound = std::process::Command::new("ip")
+        .args(["netns", "exec", &ct.name, "ping", "-c1", "-W2", "-I", "blue", "198.51.100.1"])
+        .output()
+        .unwrap();
+    assert!(bound.status.success(), "ping -I blue: {}", String::from_utf8_lossy(&bound.stdout));
 }
 
 #[test]
