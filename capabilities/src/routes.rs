@@ -42,6 +42,8 @@ pub struct RouteSpec {
     pub priority: Option<u32>,
     pub mtu: Option<u32>,
     pub advmss: Option<u32>,
+    /// rtm_protocol; None: boot.
+    pub protocol: Option<u8>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,8 +155,9 @@ fn message_for(ns: &Netns, spec: &RouteSpec, doing: &str) -> Result<RouteMessage
         address_family: family_of(destination.address),
         destination_prefix_length: destination.prefix_len,
         table: if table < 256 { table as u8 } else { 0 },
-        // Like vishvananda/netlink (and so the Go reference): proto boot.
-        protocol: RouteProtocol::Boot,
+        // Like vishvananda/netlink (and so the Go reference): proto boot,
+        // unless the route keeps its own.
+        protocol: spec.protocol.map(RouteProtocol::from).unwrap_or(RouteProtocol::Boot),
         scope: RouteScope::from(spec.scope.unwrap_or(0)),
         kind: RouteType::Unicast,
         ..RouteHeader::default()

@@ -25,6 +25,7 @@ fn spec(route: RouteSpec) -> Result<native::RouteSpec, Error> {
         priority: route.priority,
         mtu: route.mtu,
         advmss: route.advmss,
+        protocol: route.protocol,
     })
 }
 

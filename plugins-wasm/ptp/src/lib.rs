@@ -273,6 +273,7 @@ fn route(
         priority: None,
         mtu: None,
         advmss: None,
+        protocol: None,
     }
 }
 

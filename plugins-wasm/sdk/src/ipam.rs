@@ -105,6 +105,7 @@ pub fn configure_iface(ns: &Netns, ifname: &str, result: &CniResult) -> Result<(
             priority: route.priority,
             mtu: None,
             advmss: None,
+            protocol: None,
         };
         routes::add(ns, &spec, AddMode::Append).context(format!("failed to add route '{dst}'"))?;
     }

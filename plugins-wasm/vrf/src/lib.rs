@@ -198,6 +198,7 @@ fn add_interface(ns: &Netns, vrf: &Link, table: u32, ifname: &str) -> Result<()>
             priority: route.priority,
             mtu: route.mtu,
             advmss: route.advmss,
+            protocol: Some(route.protocol),
         };
         routes::add(ns, &spec, AddMode::Replace).map_err(|e| {
             let via = route.gateway.as_ref().map(|g| format!(" via {}", ip_from_wit(g))).unwrap_or_default();

@@ -144,6 +144,7 @@ impl cni_plugin_sdk::Plugin for ProbePlugin {
                         priority: None,
                         mtu: None,
                         advmss: None,
+                        protocol: None,
                     };
                     routes::add(&ns, &spec, AddMode::Exclusive)?;
                 }
