@@ -256,6 +256,11 @@ impl Host for HostState {
     fn delete(&mut self, ns: Resource<NetnsHandle>, name: String) -> CallResult<()> {
         self.require_on(Capability::Links, "links.delete", &name)?;
         let (which, ns) = self.netns(&ns)?;
+        // Gone is gone, whoever may delete it: a DEL that finds nothing to
+        // delete succeeds (links.get shows host links to anyone anyway).
+        if which == Which::Host && native::get(&ns, &name)?.is_none() {
+            return Err(Error::new(ErrorKind::NotFound, format!("deleting link {name:?}: Link not found")).into());
+        }
         self.check_host_link(which, &name, "deleting a link")?;
         native::delete(&ns, &name)?;
         self.journal.forget_link(which, &name);
