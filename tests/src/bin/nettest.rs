@@ -9,6 +9,11 @@
 //! - `nettest send-udp ADDR:PORT SOURCE_PORT INTERVAL_MS` sends a datagram
 //!   from a fixed source port every INTERVAL_MS, until killed (a client
 //!   that keeps its conntrack entry alive).
+//! - `nettest serve sink ADDR:PORT NAME` reads each TCP connection to its
+//!   end and answers with the number of bytes read.
+//! - `nettest blast ADDR:PORT BYTES` sends BYTES over TCP and prints the
+//!   microseconds from connecting until the sink's answer (a throughput
+//!   measurement through whatever shapes the path).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -23,6 +28,8 @@ fn main() {
     match (arg(0), arg(1)) {
         ("serve", "tcp") => serve_tcp(address(2), arg(3)),
         ("serve", "udp") => serve_udp(address(2), arg(3)),
+        ("serve", "sink") => serve_sink(address(2)),
+        ("blast", _) => blast(address(1), arg(2).parse().unwrap_or_else(|_| usage())),
         ("connect", protocol) => {
             let timeout = Duration::from_millis(args.get(3).and_then(|t| t.parse().ok()).unwrap_or(2000));
             let answer = match protocol {
@@ -61,6 +68,34 @@ fn serve_tcp(address: SocketAddr, name: &str) {
         let mut stream = stream;
         let _ = stream.write_all(format!("{name} {peer}\n").as_bytes());
     }
+}
+
+fn serve_sink(address: SocketAddr) {
+    let listener = TcpListener::bind(address).unwrap_or_else(|e| fail(&format!("bind {address}: {e}")));
+    println!("listening");
+    for mut stream in listener.incoming().flatten() {
+        let read = std::io::copy(&mut stream, &mut std::io::sink()).unwrap_or(0);
+        let _ = stream.write_all(format!("{read}\n").as_bytes());
+    }
+}
+
+fn blast(address: SocketAddr, bytes: usize) {
+    let start = std::time::Instant::now();
+    let mut stream = TcpStream::connect(address).unwrap_or_else(|e| fail(&format!("connect {address}: {e}")));
+    let chunk = vec![0u8; 64 * 1024];
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(chunk.len());
+        stream.write_all(&chunk[..n]).unwrap_or_else(|e| fail(&format!("send: {e}")));
+        left -= n;
+    }
+    stream.shutdown(std::net::Shutdown::Write).unwrap_or_else(|e| fail(&format!("shutdown: {e}")));
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap_or_else(|e| fail(&format!("reading the answer: {e}")));
+    if answer.trim() != bytes.to_string() {
+        fail(&format!("the sink read {} of {bytes} bytes", answer.trim()));
+    }
+    println!("{}", start.elapsed().as_micros());
 }
 
 fn serve_udp(address: SocketAddr, name: &str) {
