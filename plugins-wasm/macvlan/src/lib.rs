@@ -169,14 +169,12 @@ impl cni_plugin_sdk::Plugin for Macvlan {
     }
 
     fn status(config: &str) -> Result<()> {
-        let conf = NetConf::parse(config)?;
-        if conf.ipam.plugin_type.is_empty() { Ok(()) } else { ipam::exec_status(&conf.ipam.plugin_type) }
+        ipam::status_of(config)
     }
 
     /// The plugin holds no state; its IPAM may.
     fn gc(config: &str, _valid: &[cni_plugin_sdk::Attachment]) -> Result<()> {
-        let conf = NetConf::parse(config)?;
-        if conf.ipam.plugin_type.is_empty() { Ok(()) } else { ipam::exec_gc(&conf.ipam.plugin_type) }
+        ipam::gc_of(config)
     }
 }
 

@@ -32,6 +32,29 @@ pub fn exec_gc(plugin_type: &str) -> Result<()> {
     delegation::invoke(plugin_type, Command::Gc, None).map(drop)
 }
 
+/// The `ipam` section of a plugin config, for the plugins whose only state
+/// is their IPAM's.
+fn ipam_of(config: &str) -> Result<crate::config::IpamConf> {
+    #[derive(serde::Deserialize)]
+    struct WithIpam {
+        #[serde(default)]
+        ipam: crate::config::IpamConf,
+    }
+    Ok(crate::config::parse::<WithIpam>(config)?.ipam)
+}
+
+/// STATUS of such a plugin: its IPAM's, or fine without one.
+pub fn status_of(config: &str) -> Result<()> {
+    let ipam = ipam_of(config)?;
+    if ipam.plugin_type.is_empty() { Ok(()) } else { exec_status(&ipam.plugin_type) }
+}
+
+/// GC of such a plugin: its IPAM's, or nothing to do without one.
+pub fn gc_of(config: &str) -> Result<()> {
+    let ipam = ipam_of(config)?;
+    if ipam.plugin_type.is_empty() { Ok(()) } else { exec_gc(&ipam.plugin_type) }
+}
+
 /// IPAM ADD for a plugin's one container interface: its addresses all on
 /// that interface (index 0), applied with [`configure_iface`]; `prepare`
 /// runs first in the container (sysctls such as arp_notify). The result's

@@ -122,13 +122,11 @@ impl cni_plugin_sdk::Plugin for Tap {
     }
 
     fn status(config: &str) -> Result<()> {
-        let conf: NetConf = config::parse(config)?;
-        if conf.ipam.plugin_type.is_empty() { Ok(()) } else { ipam::exec_status(&conf.ipam.plugin_type) }
+        ipam::status_of(config)
     }
 
     fn gc(config: &str, _valid: &[cni_plugin_sdk::Attachment]) -> Result<()> {
-        let conf: NetConf = config::parse(config)?;
-        if conf.ipam.plugin_type.is_empty() { Ok(()) } else { ipam::exec_gc(&conf.ipam.plugin_type) }
+        ipam::gc_of(config)
     }
 }
 
