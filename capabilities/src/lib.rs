@@ -12,6 +12,7 @@
 pub mod addresses;
 pub mod conntrack;
 pub mod devices;
+pub mod dhcp;
 pub mod error;
 pub mod files;
 pub mod firewalld;

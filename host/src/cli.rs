@@ -22,6 +22,10 @@ is that CNI plugin. Under its own name it is this tool:
                                   --force replaces files that are not ours
   cni-wasm list                   the built-in plugins and what they may do
   cni-wasm run PLUGIN             act as PLUGIN (for testing without links)
+  cni-wasm dhcp daemon [FLAGS]    the dhcp plugin's lease daemon (also `dhcp daemon`
+                                  through the link): -socketpath (/run/cni/dhcp.sock),
+                                  -pidfile, -hostprefix, -broadcast, -timeout (10s),
+                                  -resendmax (62s), -resendtimeout (208s)
   cni-wasm --version | --help
 
 Environment: CNI_WASM_LOG=error|warn|info|debug, CNI_WASM_LOG_FILE=PATH,
@@ -49,8 +53,22 @@ pub fn main(args: &[String]) -> ExitCode {
         ["install", dir] => report(install(Path::new(dir), false)),
         ["install", dir, "--force"] | ["install", "--force", dir] => report(install(Path::new(dir), true)),
         ["run", plugin] => crate::edge::main(plugin, None),
+        ["dhcp", "daemon", flags @ ..] => dhcp_daemon(&flags.iter().map(|f| f.to_string()).collect::<Vec<_>>()),
         _ => {
             eprint!("cni-wasm: unknown arguments {args:?}\n\n{HELP}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Runs the lease daemon until it is stopped.
+pub fn dhcp_daemon(flags: &[String]) -> ExitCode {
+    use cni_wasm_capabilities::dhcp::daemon;
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    match daemon::Flags::parse(&flags) {
+        Ok(flags) => report(daemon::run(flags)),
+        Err(message) => {
+            eprintln!("dhcp daemon: {message}");
             ExitCode::from(2)
         }
     }

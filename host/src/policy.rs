@@ -68,6 +68,8 @@ pub struct PluginPolicy {
     /// Globs of nftables tables ("ip cni_*") and iptables chains.
     pub nft_tables: Option<Vec<String>>,
     pub iptables_chains: Option<Vec<String>>,
+    /// Globs of daemon sockets (socket-role keys) the plugin may ask.
+    pub daemon_sockets: Option<Vec<String>>,
     /// Declared object keys under `args`, `runtimeConfig` or `prevResult`
     /// that count for this plugin (a third party's count only if listed).
     pub runtime_keys: Option<Vec<String>>,
@@ -209,6 +211,7 @@ impl Grants {
                 ObjectRole::Parent | ObjectRole::Managed | ObjectRole::Movable => listed(|e| &e.host_links),
                 ObjectRole::File => listed(|e| &e.readable_files),
                 ObjectRole::Chain => listed(|e| &e.iptables_chains),
+                ObjectRole::Socket => listed(|e| &e.daemon_sockets),
             };
             let name = match (config.string(&object.key).filter(|v| !v.is_empty()), &object.default) {
                 (Some(value), _) => value.to_string(),
@@ -332,6 +335,11 @@ impl Grants {
     /// A fixed file of the manifest, or one a file-role key names.
     pub fn allows_file(&self, path: &str) -> bool {
         self.readable_files.iter().any(|f| f == path) || self.object(ObjectRole::File, path)
+    }
+
+    /// A daemon socket a socket-role key names.
+    pub fn allows_socket(&self, path: &str) -> bool {
+        self.object(ObjectRole::Socket, path)
     }
 
     pub fn state_root(&self) -> Option<&Path> {

@@ -12,6 +12,7 @@ pub mod clock;
 pub mod conntrack;
 pub mod convert;
 pub mod delegation;
+pub mod dhcp;
 pub mod files;
 pub mod links;
 pub mod logging;
@@ -72,6 +73,7 @@ pub const INTERFACES: &[Interface] = &[
     interface!("state", state, Some(Capability::State)),
     interface!("files", files, Some(Capability::Files)),
     interface!("delegation", delegation, Some(Capability::Delegation)),
+    interface!("dhcp", dhcp, Some(Capability::Dhcp)),
 ];
 
 pub fn interface(name: &str) -> Option<&'static Interface> {
