@@ -33,8 +33,8 @@ pub mod netfilter;
 /// The raw `netfilter` interface (the [`netfilter`] module wraps it).
 pub use bindings::cni_wasm::plugin::netfilter as netfilter_capability;
 pub use bindings::cni_wasm::plugin::{
-    addresses, clock, cni, conntrack, delegation, files, links, logging, namespaces, neighbours, routes, rules, state,
-    sysctl, tc, types,
+    addresses, clock, cni, conntrack, delegation, dhcp, files, links, logging, namespaces, neighbours, routes, rules,
+    state, sysctl, tc, types,
 };
 pub use cni::{
     Attachment, Capability, CniResult, Invocation, Manifest, ObjectDefault, ObjectKey, ObjectRole, StateLocation,
