@@ -7,7 +7,8 @@
 #   - nftables, iptables and conntrack, which the netfilter capability drives
 #     and the tests inspect; iputils-ping for connectivity tests;
 #   - Go and libcni (golang-github-appc-cni-dev) for the libcni interop test;
-#   - jq, for the demo's small runtime.
+#   - jq, for the demo's small runtime;
+#   - dnsmasq (dnsmasq-base), the DHCP server the dhcp tests lease from.
 set -eu
 
 if ! rustup target list --installed | grep -qx wasm32-wasip2; then
@@ -16,7 +17,7 @@ fi
 
 missing=
 for package in iproute2 containernetworking-plugins jq nftables iptables conntrack iputils-ping \
-               golang-go golang-github-appc-cni-dev; do
+               golang-go golang-github-appc-cni-dev dnsmasq-base; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing="$missing $package"
 done
 if [ -n "$missing" ]; then

@@ -1,6 +1,7 @@
 //! What the end-to-end tests and the benchmark share: running plugins the
 //! way a runtime does, scratch network namespaces, and where things are.
 
+pub mod dhcp;
 pub mod direct;
 pub mod kernel;
 pub mod lane;
