@@ -1,7 +1,8 @@
 //! host-local, side by side with the reference: the same results and the
 //! same store files through an allocation sequence, a store either can take
-//! over from the other, no duplicates under concurrency, and the GC and
-//! STATUS the reference lacks.
+//! over from the other, no duplicates under concurrency, the GC and STATUS
+//! the reference lacks, and ADD/CHECK/DEL whose store calls do not grow
+//! with the number of attachments (cni-wasm's side index, a hint only).
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -274,4 +275,70 @@ fn status_reports_an_exhausted_pool_with_code_50() {
     assert_eq!(out.code(), 50, "{}", out.stdout);
     assert!(f.run(&f.env("DEL", "c1"), &conf).success);
     assert!(f.run(&status, &conf).success);
+}
+
+/// The state calls (from the audit log) one command of ours makes.
+fn state_calls(f: &Fixture, env: &Env, config: &str) -> Vec<String> {
+    let log = TempDir::new("hl-audit");
+    let path = log.join("audit.log");
+    let out = f.run(&env.clone().var("CNI_WASM_AUDIT", path.display().to_string()), config);
+    assert!(out.success, "{} {}: {}", env.command, env.container_id, out.stdout);
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    text.lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap()["call"].as_str().unwrap().to_string())
+        .filter(|call| call.starts_with("state."))
+        .collect()
+}
+
+/// ADD, CHECK and DEL of an attachment make the same store calls whether
+/// the network holds no other attachment or three hundred: they read the
+/// attachment's index entry, not every reservation.
+#[test]
+fn add_check_and_del_cost_the_same_however_full_the_store_is() {
+    let f = Fixture::new("hl-flat");
+    let calls = |network: &str, others: usize| -> Vec<Vec<String>> {
+        let conf = f.config("1.0.0", network, "10.52.0.0/16");
+        // Reservations as the reference writes them, away from where the
+        // round robin starts (10.52.0.2), so the ADD's first try succeeds.
+        let dir = f.store.join(network);
+        std::fs::create_dir_all(&dir).unwrap();
+        for i in 0..others {
+            let name = format!("10.52.{}.{}", 100 + i / 200, 1 + i % 200);
+            std::fs::write(dir.join(name), format!("other-{i}\r\neth0")).unwrap();
+        }
+        ["ADD", "CHECK", "DEL"].iter().map(|command| state_calls(&f, &f.env(command, "c1"), &conf)).collect()
+    };
+    let empty = calls("flat-empty", 0);
+    let full = calls("flat-full", 300);
+    assert_eq!(empty, full, "store calls with 0 and 300 other attachments");
+    assert!(full.iter().all(|calls| calls.len() < 10), "{full:?}");
+}
+
+/// The index is only a hint: after the reference released what we added,
+/// our CHECK does not trust the stale entry, our DEL succeeds, and GC
+/// drops entries of attachments that are gone.
+#[test]
+fn a_stale_index_entry_is_never_trusted_and_gc_prunes_it() {
+    let f = Fixture::new("hl-stale");
+    // 1.0.0: the Debian reference knows no later version.
+    let conf = f.config("1.0.0", "stale", "10.53.0.0/24");
+    assert!(f.run(&f.env("ADD", "c1"), &conf).success);
+    assert!(f.run(&f.env("ADD", "c2"), &conf).success);
+    assert!(run(&reference("host-local"), &f.env("DEL", "c1"), &conf).success);
+    let out = f.run(&f.env("CHECK", "c1"), &conf);
+    assert_eq!(out.json()["msg"], "host-local: Failed to find address added by container c1");
+    // The reference re-adds c1 elsewhere; our DEL finds it by scanning.
+    assert!(run(&reference("host-local"), &f.env("ADD", "c1"), &conf).success);
+    assert!(f.run(&f.env("DEL", "c1"), &conf).success);
+    assert_eq!(f.held("stale"), ["c2\r\neth0"]);
+
+    let index = f.store.join("stale/cni-wasm-attachments");
+    let entries = || std::fs::read_dir(&index).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(entries(), 1, "c2's entry");
+    let gc = Env { command: "GC".into(), path: f.install.dir.display().to_string(), ..Env::default() };
+    let mut request: Value = serde_json::from_str(&f.config("1.1.0", "stale", "10.53.0.0/24")).unwrap();
+    request["cni.dev/valid-attachments"] = json!([]);
+    assert!(f.run(&gc, &request.to_string()).success);
+    assert_eq!(entries(), 0, "GC pruned the index");
+    assert!(f.held("stale").is_empty());
 }

@@ -22,6 +22,7 @@ pub fn allocate(
     container_id: &str,
     ifname: &str,
     requested: Option<IpAddr>,
+    held: &[IpAddr],
 ) -> Result<Allocation> {
     if let Some(ip) = requested {
         let range = set
@@ -41,7 +42,7 @@ pub fn allocate(
     }
 
     // The CNI spec does not allow a second ADD for the same attachment.
-    for ip in store.find(container_id, ifname)? {
+    for &ip in held {
         if set_contains(set, ip) {
             return Err(internal(format!(
                 "{ip} has been allocated to {container_id}, duplicate allocation is not allowed"

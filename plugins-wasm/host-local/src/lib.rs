@@ -48,9 +48,14 @@ impl cni_plugin_sdk::Plugin for HostLocal {
                 let _ = store.remove(*ip);
             }
         };
+        // What the attachment already holds, for the duplicate check: its
+        // index entry only. An attachment without one (the reference added
+        // it) is not scanned for: a second ADD of the same attachment breaks
+        // the spec, and scanning would make every ADD read the whole store.
+        let held = store.indexed(&call.container_id, &call.ifname)?.unwrap_or_default();
         for (index, set) in conf.ranges.iter().enumerate() {
             let wanted = requested.iter().position(|ip| config::set_contains(set, *ip)).map(|i| requested.remove(i));
-            match allocator::allocate(&store, set, index, &call.container_id, &call.ifname, wanted) {
+            match allocator::allocate(&store, set, index, &call.container_id, &call.ifname, wanted, &held) {
                 Ok(allocation) => {
                     taken.push(allocation.address.addr);
                     ips.push(cni::IpConfig {
@@ -69,6 +74,10 @@ impl cni_plugin_sdk::Plugin for HostLocal {
             give_back(&taken);
             let list: Vec<String> = requested.iter().map(IpAddr::to_string).collect();
             return Err(internal(format!("failed to allocate all requested IPs: {}", list.join(" "))));
+        }
+        if let Err(e) = store.index(&call.container_id, &call.ifname, &taken) {
+            give_back(&taken);
+            return Err(e);
         }
         Ok(CniResult { interfaces: Vec::new(), ips, routes: routes(&conf)?, dns })
     }
@@ -127,6 +136,10 @@ impl cni_plugin_sdk::Plugin for HostLocal {
                     failures.push(format!("{ip}: {}", e.msg));
                 }
             }
+        }
+        let kept = |id: &str, ifname: &str| valid.iter().any(|a| a.container_id == id && a.ifname == ifname);
+        if let Err(e) = store.prune_index(kept) {
+            failures.push(format!("pruning the attachment index: {}", e.msg));
         }
         if failures.is_empty() { Ok(()) } else { Err(internal(format!("gc: {}", failures.join("; ")))) }
     }
