@@ -142,11 +142,22 @@ fn a_transfer_each_way_holds_the_limit_and_is_unshaped_after_del() {
     let result = ours.add(&conflist, "a", &ct, &[]).unwrap();
     let inside = cni_wasm_tests::result::ip(&result, 0);
     let gateway = result["ips"][0]["gateway"].as_str().unwrap().to_string();
-    for (what, rate) in [
-        ("into the container", throughput(&ours.host, &ct, &inside)),
-        ("out of it", throughput(&ct, &ours.host, &gateway)),
-    ] {
-        assert!((1.6..=2.4).contains(&rate), "{what}: {rate:.2} Mbit/s, not 2 within 20 %");
+    // No transfer may beat the limit by more than 20 %. Reaching it is
+    // asked of the best of three: a loaded machine can stall a sender (or
+    // its TCP can back off after a drop at the bucket) and only ever make
+    // a transfer slower, never faster.
+    let directions: [(&str, &dyn Fn() -> f64); 2] = [
+        ("into the container", &|| throughput(&ours.host, &ct, &inside)),
+        ("out of it", &|| throughput(&ct, &ours.host, &gateway)),
+    ];
+    for (what, measure) in directions {
+        let mut rates = Vec::new();
+        while rates.len() < 3 && !rates.iter().any(|rate| (1.6..=2.4).contains(rate)) {
+            let rate = measure();
+            assert!(rate <= 2.4, "{what}: {rate:.2} Mbit/s, above 2 by more than 20 %");
+            rates.push(rate);
+        }
+        assert!(rates.iter().any(|rate| *rate >= 1.6), "{what}: {rates:.2?} Mbit/s, none within 20 % of 2");
     }
     // bandwidth's DEL alone, as the last plugin of the chain is deleted first.
     let direct_env = cni_wasm_tests::plugin::Env {
