@@ -9,7 +9,12 @@
 //! firewall, tuning) through the real libcni, each implementation in its
 //! own scratch host namespace, like `tests/plugins/chain.rs`.
 //!
-//!     cargo build --release && target/release/cni-bench [--runs N] [--chain-runs N] [--markdown] [--only NAME]
+//! The scale scenario adds N attachments of bridge + host-local + ipMasq
+//! to one bridge, one plugin process per call, then deletes them, both
+//! implementations interleaved call by call: how the cost of a call grows
+//! with the number of attachments already there.
+//!
+//!     cargo build --release && target/release/cni-bench [--runs N] [--chain-runs N] [--scale N] [--markdown] [--only NAME]
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -44,12 +49,14 @@ fn main() {
     let mut chain_runs = 30;
     let mut only: Option<String> = None;
     let mut markdown = false;
+    let mut scale_n = 250;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--runs" => runs = args.next().and_then(|n| n.parse().ok()).expect("--runs N"),
             "--chain-runs" => chain_runs = args.next().and_then(|n| n.parse().ok()).expect("--chain-runs N"),
             "--only" => only = args.next(),
+            "--scale" => scale_n = args.next().and_then(|n| n.parse().ok()).expect("--scale N"),
             "--markdown" => markdown = true,
             other => panic!("unknown argument {other}"),
         }
@@ -127,7 +134,36 @@ fn main() {
         rows.extend(concurrent(chain_runs.div_ceil(6), Some("nftables"), "20 concurrent nftables"));
     }
 
+    let mut scale_rows = Vec::new();
+    if selected("scale") {
+        scale_rows.extend(scale(scale_n, None, &format!("scale {scale_n} iptables")));
+        scale_rows.extend(scale(scale_n, Some("nftables"), &format!("scale {scale_n} nftables")));
+    }
+
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    if !scale_rows.is_empty() {
+        println!("scale: bridge+host-local+ipMasq, one bridge, one process per call (reference: iptables)");
+        println!("{:<28} {:>10} {:>10} {:>10} {:>10}", "", "first 20", "last 20", "growth", "total");
+        for row in &scale_rows {
+            println!(
+                "{:<28} {:>7.2} ms {:>7.2} ms {:>9.2}x {:>8.1} s",
+                row.name,
+                ms(row.first),
+                ms(row.last),
+                row.last.as_secs_f64() / row.first.as_secs_f64(),
+                row.total.as_secs_f64()
+            );
+        }
+        for pair in scale_rows.chunks(2) {
+            if let [ours, theirs] = pair {
+                println!(
+                    "{:<28} total ratio {:.2}x",
+                    ours.name.replace(" cni-wasm", ""),
+                    ours.total.as_secs_f64() / theirs.total.as_secs_f64()
+                );
+            }
+        }
+    }
     if markdown {
         println!("| scenario | cni-wasm median | reference median | ratio |");
         println!("|---|---|---|---|");
@@ -229,6 +265,65 @@ fn concurrent(runs: usize, backend: Option<&str>, name: &str) -> Vec<(String, Du
         (format!("{name} ADDs"), median(add_ours), median(add_theirs)),
         (format!("{name} DELs"), median(del_ours), median(del_theirs)),
     ]
+}
+
+struct ScaleRow {
+    name: String,
+    /// Median of the first 20 calls, and of the last 20.
+    first: Duration,
+    last: Duration,
+    total: Duration,
+}
+
+/// N attachments of bridge + host-local + ipMasq on one bridge in a scratch
+/// host namespace per implementation: ADD them all, then DEL them all in
+/// the same order, the two implementations taking turns call by call.
+fn scale(n: usize, backend: Option<&str>, name: &str) -> Vec<ScaleRow> {
+    let sides = [Side::ours("bench-scale-o"), Side::reference("bench-scale-r")];
+    let configs: Vec<String> = sides
+        .iter()
+        .enumerate()
+        .map(|(which, side)| {
+            let mut config = json!({"cniVersion": "1.0.0", "name": "scale", "type": "bridge", "bridge": "cni-scale0",
+                "isGateway": true, "ipMasq": true,
+                "ipam": {"type": "host-local", "dataDir": side.store.display(), "ranges": [[{"subnet": "10.60.0.0/16"}]]}});
+            if which == 0
+                && let Some(backend) = backend
+            {
+                config["ipMasqBackend"] = json!(backend);
+            }
+            config.to_string()
+        })
+        .collect();
+    let containers: Vec<[Netns; 2]> =
+        (0..n).map(|_| [Netns::new("bench-scale-c"), Netns::new("bench-scale-c")]).collect();
+    let mut durations: [[Vec<Duration>; 2]; 2] = Default::default();
+    for (wave, command) in ["ADD", "DEL"].into_iter().enumerate() {
+        for (i, pair) in containers.iter().enumerate() {
+            for (which, side) in sides.iter().enumerate() {
+                let bin_dir = PathBuf::from(side.bin_dir());
+                let env = Env {
+                    host_netns: Some(side.host.name.clone()),
+                    ..Env::new(command, &format!("scale-{i}"), &pair[which].path(), "eth0", &bin_dir)
+                };
+                durations[wave][which].push(timed(&bin_dir.join("bridge"), &env, &configs[which]));
+            }
+        }
+    }
+    let mut rows = Vec::new();
+    for (wave, command) in ["ADD", "DEL"].into_iter().enumerate() {
+        for (which, label) in ["cni-wasm", "reference"].into_iter().enumerate() {
+            let calls = &durations[wave][which];
+            let k = 20.min(calls.len());
+            rows.push(ScaleRow {
+                name: format!("{name} {command} {label}"),
+                first: median(calls[..k].to_vec()),
+                last: median(calls[calls.len() - k..].to_vec()),
+                total: calls.iter().sum(),
+            });
+        }
+    }
+    rows
 }
 
 fn median(mut samples: Vec<Duration>) -> Duration {
