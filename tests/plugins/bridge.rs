@@ -298,3 +298,64 @@ fn gc_removes_masquerading_and_reservations_of_attachments_not_listed() {
     let store = ours.store_dir().join("podman");
     assert!(!store.join(&stale_ip).exists() && store.join(&live_ip).exists(), "reservations: only the live one stays");
 }
+
+/// ipMasq writes and deletes its rules without reading the nat table when
+/// they are as expected, and reads and edits it when they are not: an ADD
+/// that finds its chain already there (left empty by someone) fills it as
+/// usual, and a DEL whose POSTROUTING jump someone removed still removes
+/// the chain.
+#[test]
+fn masquerading_falls_back_to_reading_the_table_when_rules_are_not_as_expected() {
+    let ours = Side::ours("br-masq");
+    let conflist = conflist(bridge(json!({"isGateway": true, "ipMasq": true})));
+    let ct = Netns::new("br-masq-c");
+    let first_ip = result::ip(&ours.add(&conflist, "c", &ct, &[]).unwrap(), 0);
+    let expected = iptables_save(&ours.host, false, "nat").replace(&first_ip, "IP");
+    let chain = expected
+        .lines()
+        .find_map(|l| l.strip_prefix(':').filter(|c| c.starts_with("CNI-")))
+        .and_then(|c| c.split_whitespace().next())
+        .unwrap_or_else(|| panic!("a CNI- chain in\n{expected}"))
+        .to_string();
+    ours.del(&conflist, "c", &ct, &[]).unwrap();
+    let rules = |nat: &str| -> Vec<String> {
+        nat.lines()
+            .filter(|l| l.contains("CNI-"))
+            .map(|l| l.split(' ').filter(|w| !w.starts_with('[')).collect())
+            .collect()
+    };
+    assert!(rules(&iptables_save(&ours.host, false, "nat")).is_empty());
+
+    ours.exec("iptables", &["-t", "nat", "-N", &chain]);
+    let second_ip = result::ip(&ours.add(&conflist, "c", &ct, &[]).unwrap(), 0);
+    let filled = iptables_save(&ours.host, false, "nat").replace(&second_ip, "IP");
+    assert_eq!(rules(&filled), rules(&expected), "the chain filled as usual");
+
+    let nat = iptables_save(&ours.host, false, "nat");
+    let jump = nat.lines().find(|l| l.starts_with("-A POSTROUTING") && l.ends_with(&chain)).unwrap();
+    let mut delete = vec!["-t", "nat", "-D"];
+    let words = save_words(jump.trim_start_matches("-A "));
+    delete.extend(words.iter().map(String::as_str));
+    ours.exec("iptables", &delete);
+    ours.del(&conflist, "c", &ct, &[]).unwrap();
+    let left = iptables_save(&ours.host, false, "nat");
+    assert!(!left.contains(&chain), "the chain is gone:\n{left}");
+}
+
+/// An iptables-save rule split into arguments as a shell would: double
+/// quotes group words, a backslash escapes the next character.
+fn save_words(rule: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let (mut word, mut quoted) = (String::new(), false);
+    let mut chars = rule.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => word.extend(chars.next()),
+            '"' => quoted = !quoted,
+            ' ' if !quoted => words.push(std::mem::take(&mut word)),
+            _ => word.push(c),
+        }
+    }
+    words.push(word);
+    words
+}

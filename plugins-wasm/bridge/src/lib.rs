@@ -103,9 +103,8 @@ impl cni_plugin_sdk::Plugin for Bridge {
                 let _ = spoofcheck::teardown(&host, &spoof_id);
             }
             if conf.ip_masq {
-                let families = [IpFamily::Ipv4, IpFamily::Ipv6];
                 let _ = with_netfilter_lock(|| {
-                    masquerade::teardown(&host, &conf.name, &call.ifname, &call.container_id, &families)
+                    masquerade::teardown(&host, &conf.name, &call.ifname, &call.container_id, None)
                 });
             }
             return Err(error);
@@ -147,9 +146,8 @@ impl cni_plugin_sdk::Plugin for Bridge {
             cni_plugin_sdk::warn!("tearing down the MAC spoof check: {e}");
         }
         if conf.is_layer3() && conf.ip_masq {
-            let families = masquerade::families_of(call.prev_result.as_ref());
             with_netfilter_lock(|| {
-                masquerade::teardown(&host, &conf.name, &call.ifname, &call.container_id, &families)
+                masquerade::teardown(&host, &conf.name, &call.ifname, &call.container_id, call.prev_result.as_ref())
             })?;
         }
         Ok(())

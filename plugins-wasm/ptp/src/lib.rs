@@ -94,9 +94,8 @@ impl cni_plugin_sdk::Plugin for Ptp {
             });
             if let Err(error) = outcome {
                 // Rules are not in the host's journal: remove any half set.
-                let families = masquerade::families_of(Some(&result));
                 let _ = with_netfilter_lock(|| {
-                    masquerade::teardown(&host, &conf.name, &call.ifname, &call.container_id, &families)
+                    masquerade::teardown(&host, &conf.name, &call.ifname, &call.container_id, Some(&result))
                 });
                 return Err(error);
             }
@@ -127,13 +126,12 @@ impl cni_plugin_sdk::Plugin for Ptp {
         // Keyed by network and container id, so removed even when the
         // namespace or the link is already gone (the reference leaks the
         // rules then: it only tears down for addresses it found on the link).
-        if conf.ip_masq {
-            let families = masquerade::families_of(call.prev_result.as_ref());
-            if let Err(e) = with_netfilter_lock(|| {
-                masquerade::teardown(&host, &conf.name, &call.ifname, &call.container_id, &families)
-            }) {
-                errors.push(e.msg);
-            }
+        if conf.ip_masq
+            && let Err(e) = with_netfilter_lock(|| {
+                masquerade::teardown(&host, &conf.name, &call.ifname, &call.container_id, call.prev_result.as_ref())
+            })
+        {
+            errors.push(e.msg);
         }
         if let Err(e) = ipam::exec_del(&conf.ipam.plugin_type) {
             errors.push(e.msg);

@@ -11,6 +11,12 @@
 //! Unlike the reference, teardown does not need the container's addresses:
 //! it finds the rules by chain name and comment, so DEL after the link or
 //! the namespace is gone still cleans up (the reference leaks them, #810).
+//!
+//! The iptables nat table grows with every attachment on the node, so the
+//! common cases do not read it: ADD of a new attachment writes its chain and
+//! jump in one restore whose `-N` fails if the chain is there, and DEL with
+//! prevResult's addresses deletes exactly those rules in one restore that
+//! fails if any is missing. Only then is the table read and edited.
 
 use crate::Attachment;
 use crate::error::{Result, internal};
@@ -19,7 +25,7 @@ use crate::net::IpNet;
 use crate::netfilter::{
     self, IptablesTable, NftBatch, NftTable, chain_name, comment, edit_iptables, expr, save_string,
 };
-use crate::types::IpFamily;
+use crate::types::{ErrorKind, IpFamily};
 
 const NFT_TABLE: &str = "cni_plugins_masquerade";
 const NFT_CHAIN: &str = "masq_checks";
@@ -78,14 +84,17 @@ pub fn setup(
     let Some(first) = ips.first() else { return Ok(()) };
     match backend {
         Some(Backend::Nftables) => setup_nftables(ns, ips, network, ifname, container_id),
-        Some(Backend::Iptables) => setup_iptables(ns, ips, network, container_id, None),
-        None => match IptablesTable::read(ns, family_of(first), "nat") {
-            Ok(snapshot) => setup_iptables(ns, ips, network, container_id, Some(snapshot)),
-            Err(e) if netfilter::iptables_unusable(&e) && nftables_usable(ns) => {
-                setup_nftables(ns, ips, network, ifname, container_id)
+        Some(Backend::Iptables) => setup_iptables(ns, ips, network, container_id),
+        // iptables unless it fails here and nftables works: a failure is
+        // only then told apart by reading the table.
+        None => setup_iptables(ns, ips, network, container_id).or_else(|error| {
+            match IptablesTable::read(ns, family_of(first), "nat") {
+                Err(e) if netfilter::iptables_unusable(&e) && nftables_usable(ns) => {
+                    setup_nftables(ns, ips, network, ifname, container_id)
+                }
+                _ => Err(error),
             }
-            Err(e) => Err(e.into()),
-        },
+        }),
     }
 }
 
@@ -98,13 +107,29 @@ pub fn families_of(prev_result: Option<&crate::CniResult>) -> Vec<IpFamily> {
 }
 
 /// Removes the attachment's rules from both backends (as the reference
-/// does), for the given IP families (both when the caller does not know
-/// which the attachment had); a backend that is not usable here is skipped.
-pub fn teardown(ns: &Netns, network: &str, ifname: &str, container_id: &str, families: &[IpFamily]) -> Result<()> {
+/// does), for the IP families of `known`'s addresses (both without a
+/// result to go by); a backend that is not usable here is skipped.
+pub fn teardown(
+    ns: &Netns,
+    network: &str,
+    ifname: &str,
+    container_id: &str,
+    known: Option<&crate::CniResult>,
+) -> Result<()> {
     let mut errors = Vec::new();
     let chain = chain_name(network, container_id, "");
-    for family in families {
-        let snapshot = match IptablesTable::read(ns, *family, "nat") {
+    let addresses: Vec<IpNet> = known.iter().flat_map(|r| &r.ips).map(|ip| IpNet::from_wit(&ip.address)).collect();
+    for family in families_of(known) {
+        let mine: Vec<&IpNet> = addresses.iter().filter(|ip| family_of(ip) == family).collect();
+        if !mine.is_empty() {
+            match delete_known(ns, family, network, container_id, &chain, &mine) {
+                Ok(()) => continue,
+                Err(e) if netfilter::iptables_unusable(&e) && e.kind != ErrorKind::NotFound => continue,
+                // Not as set up (another ADD's rules, or gone): read and edit.
+                Err(_) => {}
+            }
+        }
+        let snapshot = match IptablesTable::read(ns, family, "nat") {
             Ok(snapshot) => snapshot,
             Err(e) if netfilter::iptables_unusable(&e) => continue,
             Err(e) => {
@@ -115,7 +140,7 @@ pub fn teardown(ns: &Netns, network: &str, ifname: &str, container_id: &str, fam
         if !snapshot.has_chain(&chain) {
             continue;
         }
-        if let Err(e) = teardown_iptables(ns, *family, snapshot, &chain) {
+        if let Err(e) = teardown_iptables(ns, family, snapshot, &chain) {
             errors.push(e.msg);
         }
     }
@@ -161,38 +186,60 @@ fn multicast(family: IpFamily) -> &'static str {
     }
 }
 
-/// `first` is a snapshot of the first address's family, already read.
-fn setup_iptables(
-    ns: &Netns,
-    ips: &[IpNet],
-    network: &str,
-    container_id: &str,
-    first: Option<IptablesTable>,
-) -> Result<()> {
+fn setup_iptables(ns: &Netns, ips: &[IpNet], network: &str, container_id: &str) -> Result<()> {
     let chain = chain_name(network, container_id, "");
     let comment = save_string(&comment(network, container_id));
-    let mut first = first;
+    let nothing = IptablesTable::parse("");
     for ip in ips {
         let family = family_of(ip);
         // The rules as iptables-save prints them, so "unique" compares text.
         let rules = [
             (chain.as_str(), format!("-d {} -m comment --comment {comment} -j ACCEPT", ip.masked())),
             (chain.as_str(), format!("! -d {} -m comment --comment {comment} -j MASQUERADE", multicast(family))),
-            ("POSTROUTING", format!("-s {} -m comment --comment {comment} -j {chain}", IpNet::host(ip.addr))),
+            ("POSTROUTING", jump(ip, &comment, &chain)),
         ];
-        let snapshot = match first.take() {
-            Some(snapshot) => snapshot,
-            None => IptablesTable::read(ns, family, "nat")?,
-        };
-        netfilter::edit_iptables_from(ns, family, "nat", snapshot, |_, change| {
+        let build = |_: &IptablesTable, change: &mut netfilter::IptablesChange| {
             change.ensure_chain(&chain);
             for (in_chain, spec) in &rules {
                 change.append_unique(in_chain, spec);
             }
             Ok(())
-        })?;
+        };
+        // Against an empty table: `-N` fails the whole restore if the chain
+        // is there already (a second address, a repeated ADD).
+        let mut blind = netfilter::IptablesChange::new(&nothing);
+        build(&nothing, &mut blind)?;
+        match blind.apply(ns, family, "nat") {
+            Ok(()) => continue,
+            Err(e) if e.kind == ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e.into()),
+        }
+        edit_iptables(ns, family, "nat", build)?;
     }
     Ok(())
+}
+
+/// POSTROUTING's jump for one address, as iptables-save prints it.
+fn jump(ip: &IpNet, comment: &str, chain: &str) -> String {
+    format!("-s {} -m comment --comment {comment} -j {chain}", IpNet::host(ip.addr))
+}
+
+/// Deletes the jumps for `addresses` and the chain, in one restore that
+/// fails (changing nothing) unless they are all there.
+fn delete_known(
+    ns: &Netns,
+    family: IpFamily,
+    network: &str,
+    container_id: &str,
+    chain: &str,
+    addresses: &[&IpNet],
+) -> std::result::Result<(), crate::types::Error> {
+    let comment = save_string(&comment(network, container_id));
+    let mut lines: Vec<String> =
+        addresses.iter().map(|ip| format!("-D POSTROUTING {}", jump(ip, &comment, chain))).collect();
+    lines.push(format!("-F {chain}"));
+    lines.push(format!("-X {chain}"));
+    crate::netfilter_capability::iptables_restore(ns, family, "nat", &lines.join("\n"))
 }
 
 /// Deletes every POSTROUTING rule jumping to the attachment's chain, then
