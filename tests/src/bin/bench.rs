@@ -298,15 +298,35 @@ fn scale(n: usize, backend: Option<&str>, name: &str) -> Vec<ScaleRow> {
     let containers: Vec<[Netns; 2]> =
         (0..n).map(|_| [Netns::new("bench-scale-c"), Netns::new("bench-scale-c")]).collect();
     let mut durations: [[Vec<Duration>; 2]; 2] = Default::default();
+    // DEL gets the ADD's result as prevResult, as libcni passes it.
+    let mut results: Vec<[Value; 2]> = Vec::new();
     for (wave, command) in ["ADD", "DEL"].into_iter().enumerate() {
         for (i, pair) in containers.iter().enumerate() {
+            let mut added = [Value::Null, Value::Null];
             for (which, side) in sides.iter().enumerate() {
                 let bin_dir = PathBuf::from(side.bin_dir());
                 let env = Env {
                     host_netns: Some(side.host.name.clone()),
                     ..Env::new(command, &format!("scale-{i}"), &pair[which].path(), "eth0", &bin_dir)
                 };
-                durations[wave][which].push(timed(&bin_dir.join("bridge"), &env, &configs[which]));
+                let config = match command {
+                    "ADD" => configs[which].clone(),
+                    _ => {
+                        let mut config: Value = serde_json::from_str(&configs[which]).unwrap();
+                        config["prevResult"] = results[i][which].clone();
+                        config.to_string()
+                    }
+                };
+                let start = Instant::now();
+                let outcome = run(&bin_dir.join("bridge"), &env, &config);
+                durations[wave][which].push(start.elapsed());
+                assert!(outcome.success, "{} scale {command} {i}: {}", side.name, outcome.stdout);
+                if command == "ADD" {
+                    added[which] = outcome.json();
+                }
+            }
+            if command == "ADD" {
+                results.push(added);
             }
         }
     }
