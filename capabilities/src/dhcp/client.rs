@@ -15,7 +15,7 @@ use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use dhcproto::v4::{DhcpOption, Flags, Message, MessageType, Opcode, OptionCode};
+use dhcproto::v4::{DhcpOption, Flags, Message, MessageType, Opcode, OptionCode, UnknownOption};
 use dhcproto::{Decodable, Decoder, Encodable};
 
 use super::wire::{self, LeaseRoute};
@@ -190,9 +190,7 @@ impl Interface {
             identity.request.iter().map(|code| OptionCode::from(*code)).collect(),
         ));
         for option in &identity.provide {
-            if let Some(decoded) = decode_option(option) {
-                options.insert(decoded);
-            }
+            options.insert(raw_option(option));
         }
         message
     }
@@ -424,12 +422,11 @@ fn encode(message: &Message) -> Result<Vec<u8>> {
     message.to_vec().map_err(|e| Error::invalid(format!("encoding a DHCP message: {e}")))
 }
 
-/// A provided option as dhcproto's type (it checks the value's shape for
-/// the options it knows).
-fn decode_option(option: &wire::DhcpOption) -> Option<DhcpOption> {
-    let mut bytes = vec![option.code, u8::try_from(option.value.len()).ok()?];
-    bytes.extend_from_slice(&option.value);
-    DhcpOption::decode(&mut Decoder::new(&bytes)).ok()
+/// A provided option, sent as the bytes the config gave (as the reference
+/// does), whatever shape dhcproto expects for its code: a value it would
+/// not parse is still sent, never dropped.
+fn raw_option(option: &wire::DhcpOption) -> DhcpOption {
+    DhcpOption::Unknown(UnknownOption::new(OptionCode::from(option.code), option.value.clone()))
 }
 
 /// An IPv4 header and a UDP header (client port to server port) around
@@ -544,10 +541,11 @@ mod tests {
     }
 
     #[test]
-    fn provided_options_keep_their_codes() {
-        let option = wire::DhcpOption { code: 12, value: b"pod-a".to_vec() };
-        assert_eq!(decode_option(&option), Some(DhcpOption::Hostname("pod-a".into())));
-        let unknown = wire::DhcpOption { code: 224, value: vec![1, 2] };
-        assert_eq!(u8::from(OptionCode::from(&decode_option(&unknown).unwrap())), 224);
+    fn provided_options_go_out_as_given() {
+        // A user class that is not RFC 3004's shape, as the reference sends it.
+        for (code, value) in [(12u8, b"pod-a".to_vec()), (77, b"plain".to_vec()), (224, vec![1, 2])] {
+            let encoded = raw_option(&wire::DhcpOption { code, value: value.clone() }).to_vec().unwrap();
+            assert_eq!(encoded, [vec![code, value.len() as u8], value].concat());
+        }
     }
 }
