@@ -431,11 +431,7 @@ impl Daemon {
                 return;
             }
             match outcome {
-                Outcome::Renewed(updated) => {
-                    self.save(&updated);
-                    state.held = Some(updated);
-                }
-                Outcome::Retry(updated) => {
+                Outcome::Renewed(updated) | Outcome::Retry(updated) => {
                     self.save(&updated);
                     state.held = Some(updated);
                 }
