@@ -25,7 +25,7 @@ is that CNI plugin. Under its own name it is this tool:
   cni-wasm dhcp daemon [FLAGS]    the dhcp plugin's lease daemon (also `dhcp daemon`
                                   through the link): -socketpath (/run/cni/dhcp.sock),
                                   -pidfile, -hostprefix, -broadcast, -timeout (10s),
-                                  -resendmax (62s), -resendtimeout (208s)
+                                  -resendmax (62s); -resendtimeout is accepted, unused
   cni-wasm --version | --help
 
 Environment: CNI_WASM_LOG=error|warn|info|debug, CNI_WASM_LOG_FILE=PATH,
@@ -53,7 +53,7 @@ pub fn main(args: &[String]) -> ExitCode {
         ["install", dir] => report(install(Path::new(dir), false)),
         ["install", dir, "--force"] | ["install", "--force", dir] => report(install(Path::new(dir), true)),
         ["run", plugin] => crate::edge::main(plugin, None),
-        ["dhcp", "daemon", flags @ ..] => dhcp_daemon(&flags.iter().map(|f| f.to_string()).collect::<Vec<_>>()),
+        ["dhcp", "daemon", flags @ ..] => dhcp_daemon(flags),
         _ => {
             eprint!("cni-wasm: unknown arguments {args:?}\n\n{HELP}");
             ExitCode::from(2)
@@ -62,10 +62,9 @@ pub fn main(args: &[String]) -> ExitCode {
 }
 
 /// Runs the lease daemon until it is stopped.
-pub fn dhcp_daemon(flags: &[String]) -> ExitCode {
+pub fn dhcp_daemon(flags: &[&str]) -> ExitCode {
     use cni_wasm_capabilities::dhcp::daemon;
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    match daemon::Flags::parse(&flags) {
+    match daemon::Flags::parse(flags) {
         Ok(flags) => report(daemon::run(flags)),
         Err(message) => {
             eprintln!("dhcp daemon: {message}");

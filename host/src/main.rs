@@ -33,7 +33,7 @@ fn main() -> ExitCode {
     // The dhcp plugin's lease daemon is started through the plugin's name,
     // as the reference's is: `dhcp daemon [flags]`.
     if name == "dhcp" && args.get(1).map(String::as_str) == Some("daemon") {
-        return cli::dhcp_daemon(&args[2..]);
+        return cli::dhcp_daemon(&args[2..].iter().map(String::as_str).collect::<Vec<_>>());
     }
     // Third-party `<name>.wasm` may sit next to the link we were run through.
     let invoked_from = invoked_as.parent().filter(|p| !p.as_os_str().is_empty()).map(Path::to_path_buf);
