@@ -1,4 +1,5 @@
-//! `cni-wasm` run under its own name: install, list, version, help.
+//! `cni-wasm` run under its own name: install, list, new, inspect, version,
+//! help.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -22,6 +23,17 @@ is that CNI plugin. Under its own name it is this tool:
                                   --force replaces files that are not ours
   cni-wasm list                   the built-in plugins and what they may do
   cni-wasm run PLUGIN             act as PLUGIN (for testing without links)
+  cni-wasm new PLUGIN [DIR] [--sdk PATH]
+                                  write a crate for a third-party plugin of type
+                                  PLUGIN into DIR (default ./PLUGIN): a chained
+                                  plugin to start from, with the guest SDK and the
+                                  WIT contract vendored (--sdk PATH: depend on the
+                                  SDK crate at PATH instead)
+  cni-wasm inspect X.wasm [--json] [--config FILE]
+                                  a component's imports and manifest, whether this
+                                  host would run it, and what the policy grants it
+                                  as third-party type X (objects as FILE names
+                                  them); exits 1 if the host would refuse it
   cni-wasm dhcp daemon [FLAGS]    the dhcp plugin's lease daemon (also `dhcp daemon`
                                   through the link): -socketpath (/run/cni/dhcp.sock),
                                   -pidfile, -hostprefix, -broadcast, -timeout (10s),
@@ -53,6 +65,12 @@ pub fn main(args: &[String]) -> ExitCode {
         ["install", dir] => report(install(Path::new(dir), false)),
         ["install", dir, "--force"] | ["install", "--force", dir] => report(install(Path::new(dir), true)),
         ["run", plugin] => crate::edge::main(plugin, None),
+        ["new", rest @ ..] => report(crate::kit::new_plugin(rest)),
+        ["inspect", rest @ ..] => match crate::kit::inspect(rest) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(message) => report(Err(message)),
+        },
         ["dhcp", "daemon", flags @ ..] => dhcp_daemon(flags),
         _ => {
             eprint!("cni-wasm: unknown arguments {args:?}\n\n{HELP}");

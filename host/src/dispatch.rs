@@ -216,7 +216,7 @@ pub const CONTRACT: &str = "0.1.0";
 /// Compatible means the same major version and, while that is 0, the same
 /// minor: a patch release only documents or adds nothing a plugin could
 /// import without a minor release (see wit/README.md).
-fn check_contract(plugin: &str, imports: &[(String, String)]) -> Result<(), CniError> {
+pub fn check_contract(plugin: &str, imports: &[(String, String)]) -> Result<(), CniError> {
     let series = |v: &str| -> String {
         let parts: Vec<&str> = v.split('.').collect();
         match parts.as_slice() {
@@ -239,7 +239,7 @@ fn check_contract(plugin: &str, imports: &[(String, String)]) -> Result<(), CniE
 
 /// A component may import only the families its manifest declares: what
 /// it can call is what it says it needs.
-fn check_imports_declared(
+pub fn check_imports_declared(
     plugin: &str,
     imports: &[(String, String)],
     manifest: &cni::Manifest,
@@ -407,13 +407,23 @@ fn move_back(
 /// A plugin's manifest (for `cni-wasm list`).
 pub fn describe(process: &Rc<Process>, plugin: &str) -> Result<cni::Manifest, CniError> {
     let loaded = process.registry.load(&process.runtime, plugin, process.deadline())?;
+    describe_component(process, plugin, &loaded.component)
+}
+
+/// The manifest of a component already loaded (for `cni-wasm inspect`),
+/// asked as [`invoke`] asks it: instantiated with nothing granted.
+pub fn describe_component(
+    process: &Rc<Process>,
+    plugin: &str,
+    component: &wasmtime::component::Component,
+) -> Result<cni::Manifest, CniError> {
     let env = Environment::read(|key| (key == "CNI_COMMAND").then(|| "VERSION".to_string()))?;
     let call =
         Rc::new(Call { plugin: plugin.to_string(), env, config: RequestConfig::empty(), origin: Origin::default() });
     let state = HostState::new(process.clone(), call, Grants::none(plugin));
     let (mut store, bindings) = process
         .runtime
-        .instantiate(&loaded.component, state)
+        .instantiate(component, state)
         .map_err(|e| CniError::internal(format!("{plugin}: instantiating the plugin: {e:#}")))?;
     bindings
         .cni_wasm_plugin_plugin()

@@ -10,6 +10,7 @@ mod dispatch;
 mod edge;
 mod imports;
 mod journal;
+mod kit;
 mod ledger;
 mod log;
 mod policy;

@@ -113,6 +113,12 @@ impl Registry {
         }
     }
 
+    /// Loads the component at `wasm` as a third-party plugin, whatever its
+    /// name (for `cni-wasm inspect`: a `bridge.wasm` is still that file).
+    pub fn load_file(&self, runtime: &Runtime, wasm: &Path, deadline: Instant) -> Result<Component, CniError> {
+        self.load_third_party(runtime, wasm, deadline)
+    }
+
     fn load_third_party(&self, runtime: &Runtime, wasm: &Path, deadline: Instant) -> Result<Component, CniError> {
         let fail = |what: String| CniError::internal(format!("loading plugin {}: {what}", wasm.display()));
         let bytes = std::fs::read(wasm).map_err(|e| fail(format!("reading it: {e}")))?;
