@@ -193,7 +193,7 @@ fn standalone_sdk_manifest() -> Result<String, String> {
                     .ok_or_else(|| format!("the embedded SDK manifest inherits {key}, which {from} does not have"))?;
                 out.push_str(&format!("{key} = {value}\n"));
             }
-            None if trimmed.contains("workspace") => {
+            None if trimmed.contains("workspace") && !trimmed.starts_with('#') => {
                 return Err(format!("the embedded SDK manifest has a line cni-wasm new cannot write out: {line}"));
             }
             None => {
@@ -259,7 +259,13 @@ impl Report {
         let search = wasm.parent().map(Path::to_path_buf).into_iter().collect();
         let process = Rc::new(Process::new(runtime, Registry::new(search), policy));
         let deadline = Instant::now() + Duration::from_secs(120);
-        let component = process.registry.load_file(&process.runtime, wasm, deadline).map_err(|e| e.msg)?;
+        let component = process.registry.load_file(&process.runtime, wasm, deadline).map_err(|e| {
+            // SAFETY: geteuid has no preconditions.
+            match unsafe { libc::geteuid() } {
+                0 => e.msg,
+                _ => format!("{}\n(not root: set CNI_WASM_CACHE_DIR to a directory of your own)", e.msg),
+            }
+        })?;
 
         let mut problems: Vec<String> = Vec::new();
         let mut imports = Vec::new();
@@ -337,7 +343,7 @@ impl Report {
         let j = &self.json;
         let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
         let list = |v: &Value| -> String {
-            let items: Vec<String> = v.as_array().into_iter().flatten().map(|i| s(i)).collect();
+            let items: Vec<String> = v.as_array().into_iter().flatten().map(s).collect();
             if items.is_empty() { "(none)".into() } else { items.join(", ") }
         };
         let mut out = String::new();
