@@ -1,14 +1,98 @@
-//! What every cni-wasm plugin shares: the WIT bindings, CNI error and result
-//! helpers, Go-compatible config parsing, CNI_ARGS, IP arithmetic, and the
-//! IPAM helpers the Go reference keeps in `pkg/ipam` and `pkg/ip`.
+//! cni-plugin-sdk: what a cni-wasm plugin is written with. The WIT
+//! bindings of the contract, CNI error and result helpers, Go-compatible
+//! config parsing, CNI_ARGS, IP arithmetic, and the IPAM helpers the Go
+//! reference keeps in `pkg/ipam` and `pkg/ip`. The built-in plugins use it,
+//! and so can a third party's.
 //!
-//! A plugin implements [`Plugin`] and calls [`plugin!`]:
+//! # Version
+//!
+//! This is version 0.1.0 of the SDK, and it follows the WIT package
+//! `cni-wasm:plugin@0.1.x` (`wit/`, read by [`bindings`]): a plugin built
+//! with it runs on every host that implements a 0.1.x contract, and a host
+//! refuses it, before it runs, if that is not so (wit/README.md,
+//! "Versioning").
+//!
+//! # Writing a plugin
+//!
+//! `cni-wasm new my-plugin` writes a crate to start from: this SDK and the
+//! contract vendored in it, a chained plugin in `src/lib.rs`, and a
+//! `Cargo.toml` with its own `[workspace]`, `crate-type = ["cdylib"]` and a
+//! release profile for small components. A plugin is a type that implements
+//! [`Plugin`], exported with [`plugin!`]:
 //!
 //! ```ignore
-//! struct Loopback;
-//! impl cni_plugin_sdk::Plugin for Loopback { ... }
-//! cni_plugin_sdk::plugin!(Loopback);
+//! use cni_plugin_sdk::error::{Result, invalid_config};
+//! use cni_plugin_sdk::{Capability, CniResult, Invocation, Manifest, config};
+//!
+//! #[derive(Default, serde::Deserialize)]
+//! #[serde(default)]
+//! struct Conf { flushgateway: bool }
+//!
+//! struct MyPlugin;
+//!
+//! impl cni_plugin_sdk::Plugin for MyPlugin {
+//!     fn manifest() -> Manifest {
+//!         cni_plugin_sdk::manifest(&[Capability::Routes])
+//!     }
+//!     fn add(call: &Invocation) -> Result<CniResult> {
+//!         let conf: Conf = config::parse(&call.config)?;
+//!         let previous = call.prev_result.clone().ok_or_else(|| invalid_config("no prevResult"))?;
+//!         Ok(previous)
+//!     }
+//!     fn del(_call: &Invocation) -> Result<()> { Ok(()) }
+//!     fn check(_call: &Invocation) -> Result<()> { Ok(()) }
+//! }
+//!
+//! cni_plugin_sdk::plugin!(MyPlugin);
 //! ```
+//!
+//! - **The manifest** ([`Plugin::manifest`], started with [`manifest`]) is
+//!   what the plugin needs: capability families ([`Capability`]), config
+//!   keys naming host objects with their role ([`object`], [`ObjectRole`]),
+//!   host sysctls, its state location, readable files, nftables tables and
+//!   iptables chains, and the CNI versions it accepts. The host answers
+//!   VERSION from it, and grants no more than it; a component that imports
+//!   the interface of a family its manifest does not declare is refused.
+//! - **The verbs** get an [`Invocation`]: the config exactly as read from
+//!   stdin, `prevResult` already converted to a CNI 1.1 result, and the
+//!   `CNI_*` values. ADD returns a CNI 1.1 [`CniResult`]; the host converts
+//!   it to the version the runtime asked for. STATUS and GC succeed unless
+//!   overridden. Errors are [`Error`]s with the spec's [`error::code`]s; a
+//!   capability error converts with `?` (code 999, the reference's untyped
+//!   errors), [`Context`] prefixes what the plugin was doing.
+//! - **Config parsing** ([`config::parse`]) matches keys as Go's
+//!   encoding/json does (case-insensitively, unknown keys ignored, `null`
+//!   as the default), so a config written for a Go plugin parses the same:
+//!   derive `serde::Deserialize` with `#[serde(default)]`.
+//! - **Capabilities** are the modules re-exported here ([`links`],
+//!   [`addresses`], [`routes`], [`state`], ...): the container namespace
+//!   is [`namespaces::container`], the host's [`namespaces::host`]. There is
+//!   no WASI: no files, sockets, environment or stdout; log with [`info!`]
+//!   and the other [`log`] macros.
+//!
+//! # Building and installing
+//!
+//! ```text
+//! rustup target add wasm32-wasip2
+//! cargo build --release --target wasm32-wasip2        # add --offline once cargo's cache has the dependencies
+//! cp target/wasm32-wasip2/release/my_plugin.wasm /opt/cni/bin/my-plugin.wasm
+//! ln -s cni-wasm /opt/cni/bin/my-plugin               # for runtimes that run the type directly
+//! ```
+//!
+//! The host finds `<type>.wasm` next to the cni-wasm link it was run as or
+//! in `CNI_PATH`, compiles it once with `cni-wasm-compile`, and runs it as a
+//! third party: it gets only what both its manifest and its entry in the
+//! admin's policy (`/etc/cni-wasm/policy.json`, or `CNI_WASM_POLICY`) allow,
+//! so the plugin above needs
+//!
+//! ```text
+//! { "plugins": { "my-plugin": { "capabilities": ["routes"] } } }
+//! ```
+//!
+//! (host objects, state directories, sysctls, tables and chains need their
+//! own lists; see wit/README.md). `cni-wasm inspect my-plugin.wasm` shows
+//! what the component imports and declares, whether the host would run it,
+//! and what the policy grants it.
 
 pub mod bindings {
     wit_bindgen::generate!({
