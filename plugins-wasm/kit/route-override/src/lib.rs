@@ -7,7 +7,9 @@
 //! (the reference's per-pod overrides). It changes the container namespace
 //! only, and returns prevResult with its routes updated. DEL does nothing
 //! (the routes go with the interface); CHECK checks the routes unless
-//! `skipcheck`.
+//! `skipcheck`. If ADD fails half-way, the host removes the routes it had
+//! added; the ones it deleted stay deleted (the runtime then DELs the
+//! whole attachment).
 //!
 //! Written from `cni-wasm new`'s template; it needs only the `routes`
 //! capability.
