@@ -18,6 +18,16 @@ pub fn nft_apply(ns: &Netns, batch: &str, deadline: Instant) -> Result<()> {
     check("applying an nftables batch", ns, &output)
 }
 
+/// Applies an nftables JSON batch and returns nft's echo of it (`-e -a`):
+/// the same commands, with the handles the kernel gave new objects, which
+/// is what undoing the batch needs.
+pub fn nft_apply_echo(ns: &Netns, batch: &str, deadline: Instant) -> Result<String> {
+    let nft = process::find_tool("nft")?;
+    let output = process::run_tool(ns, &nft, &["-j", "-e", "-a", "-f", "-"], batch.as_bytes(), deadline)?;
+    check("applying an nftables batch", ns, &output)?;
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
 /// `nft -j list table <family> <table>`, or None when it does not exist.
 pub fn nft_list_table(ns: &Netns, family: &str, table: &str, deadline: Instant) -> Result<Option<String>> {
     let nft = process::find_tool("nft")?;
@@ -34,13 +44,32 @@ pub fn nft_list_table(ns: &Netns, family: &str, table: &str, deadline: Instant) 
     Ok(Some(String::from_utf8_lossy(&output.stdout).into_owned()))
 }
 
+/// An nftables object whose existence can be asked of the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NftObject<'a> {
+    Table,
+    Chain(&'a str),
+    Set(&'a str),
+}
+
 /// Whether an nftables table exists (NFT_MSG_GETTABLE), or None when the
 /// kernel could not say (then nft itself is asked).
 fn table_exists(ns: &Netns, family: &str, table: &str) -> Option<bool> {
+    nft_object_exists(ns, family, table, NftObject::Table)
+}
+
+/// Whether a table, or a chain or set in it, exists: one netlink round trip
+/// (NFT_MSG_GET*), or None when the kernel could not say.
+pub fn nft_object_exists(ns: &Netns, family: &str, table: &str, object: NftObject<'_>) -> Option<bool> {
     const NFNL_SUBSYS_NFTABLES: u16 = 10;
-    const NFT_MSG_GETTABLE: u16 = 1;
-    const NFT_MSG_NEWTABLE: u16 = 0;
-    const NFTA_TABLE_NAME: u16 = 1;
+    // (GET, NEW) message types; the table attribute is 1 for all three
+    // kinds, the name attribute 3 for chains (NFTA_CHAIN_NAME) and 2 for
+    // sets (NFTA_SET_NAME).
+    let ((get, new), attributes): ((u16, u16), Vec<(u16, &str)>) = match object {
+        NftObject::Table => ((1, 0), vec![(1, table)]),
+        NftObject::Chain(chain) => ((4, 3), vec![(1, table), (3, chain)]),
+        NftObject::Set(set) => ((10, 9), vec![(1, table), (2, set)]),
+    };
     const NLMSG_ERROR: u16 = 2;
     let family: u8 = match family {
         "ip" => libc::NFPROTO_IPV4 as u8,
@@ -51,23 +80,28 @@ fn table_exists(ns: &Netns, family: &str, table: &str) -> Option<bool> {
         "netdev" => libc::NFPROTO_NETDEV as u8,
         _ => return None,
     };
-    // nlmsghdr, nfgenmsg, then NFTA_TABLE_NAME (NUL-terminated, padded to 4).
-    let name_len = table.len() + 1;
-    let attribute_len = 4 + name_len;
-    let total = 16 + 4 + attribute_len.next_multiple_of(4);
+    // nlmsghdr, nfgenmsg, then each attribute (a NUL-terminated string,
+    // padded to 4).
+    let mut body = Vec::new();
+    for (kind, value) in attributes {
+        let attribute_len = 4 + value.len() + 1;
+        body.extend_from_slice(&(attribute_len as u16).to_ne_bytes());
+        body.extend_from_slice(&kind.to_ne_bytes());
+        body.extend_from_slice(value.as_bytes());
+        body.resize(body.len() + (attribute_len - 4 - value.len()), 0);
+        body.resize(body.len().next_multiple_of(4), 0);
+    }
+    let total = 16 + 4 + body.len();
     let mut request = Vec::with_capacity(total);
     request.extend_from_slice(&(total as u32).to_ne_bytes());
-    request.extend_from_slice(&((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE).to_ne_bytes());
+    request.extend_from_slice(&((NFNL_SUBSYS_NFTABLES << 8) | get).to_ne_bytes());
     request.extend_from_slice(&((libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16).to_ne_bytes());
     request.extend_from_slice(&1u32.to_ne_bytes());
     request.extend_from_slice(&0u32.to_ne_bytes());
     request.extend_from_slice(&[family, 0, 0, 0]);
-    request.extend_from_slice(&(attribute_len as u16).to_ne_bytes());
-    request.extend_from_slice(&NFTA_TABLE_NAME.to_ne_bytes());
-    request.extend_from_slice(table.as_bytes());
-    request.resize(total, 0);
+    request.extend_from_slice(&body);
     let reply = ns
-        .run("asking whether an nftables table exists", || {
+        .run("asking whether an nftables object exists", || {
             let mut socket = netlink_sys::Socket::new(netlink_sys::protocols::NETLINK_NETFILTER)?;
             socket.bind_auto()?;
             socket.connect(&netlink_sys::SocketAddr::new(0, 0))?;
@@ -80,7 +114,7 @@ fn table_exists(ns: &Netns, family: &str, table: &str) -> Option<bool> {
         .ok()?;
     let message_type = u16::from_ne_bytes(reply.get(4..6)?.try_into().ok()?);
     match message_type {
-        t if t == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWTABLE => Some(true),
+        t if t == (NFNL_SUBSYS_NFTABLES << 8) | new => Some(true),
         NLMSG_ERROR => match i32::from_ne_bytes(reply.get(16..20)?.try_into().ok()?) {
             0 => Some(true),
             e if -e == libc::ENOENT => Some(false),

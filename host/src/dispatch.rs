@@ -102,7 +102,8 @@ pub fn invoke(
     }
     store.data_mut().limits = HostState::limits_for(&grants);
     store.data_mut().grants = grants;
-    let ledger = process.host_ns.inode().ok().and_then(|ns| Ledger::open(ns, &config.name, plugin));
+    // Keyed by the cookie, which no later namespace reuses (an inode is).
+    let ledger = process.host_ns.cookie().ok().and_then(|ns| Ledger::open(ns, &config.name, plugin));
     let attachment = ledger::Attachment { container_id: &call.env.container_id, ifname: &call.env.ifname };
     if let (Some(ledger), Command::Del | Command::Check) = (&ledger, command) {
         // What this attachment's ADD created is its DEL's to remove.
@@ -329,7 +330,12 @@ fn trapped(plugin: &str, verb: &str, trap: &wasmtime::Error, store: &Store<HostS
             "{plugin}: {verb} was stopped: it exceeded its memory cap of {} MiB ({trap:#})",
             grants.memory_bytes >> 20
         )),
-        _ => CniError::internal(format!("{plugin}: {verb} crashed: {trap:#}")),
+        // The backtrace is for the plugin's author: details, not msg.
+        _ => match &store.data().panic_message {
+            Some(why) => CniError::internal(format!("{plugin}: {verb} crashed: the plugin panicked: {why}")),
+            None => CniError::internal(format!("{plugin}: {verb} crashed: {}", trap.root_cause())),
+        }
+        .with_details(format!("{trap:#}")),
     }
 }
 
@@ -368,6 +374,41 @@ fn rollback(process: &Rc<Process>, store: &mut Store<HostState>) {
             Entry::RouteAdded { ns, route } => {
                 state.namespace(*ns).ok().map(|ns| cni_wasm_capabilities::routes::delete(&ns, route))
             }
+            Entry::IptablesApplied { ns, family, table, undo } => state.namespace(*ns).ok().map(|ns| {
+                // One line at a time: a rule or chain already gone (or a
+                // chain others still use) must not keep the rest in place.
+                for line in undo {
+                    let outcome = cni_wasm_capabilities::netfilter::iptables_restore(
+                        &ns,
+                        *family,
+                        table,
+                        line,
+                        process.deadline(),
+                    );
+                    if let Err(error) = outcome {
+                        log_at!(Debug, &plugin, "rollback: {table} {line:?} not undone: {error}");
+                    }
+                }
+                Ok(())
+            }),
+            Entry::NftApplied { ns, undo } => state.namespace(*ns).ok().map(|ns| {
+                let deadline = process.deadline();
+                let batch = |commands: &[serde_json::Value]| serde_json::json!({ "nftables": commands }).to_string();
+                // All at once, or, if something was already gone, each on
+                // its own.
+                if cni_wasm_capabilities::netfilter::nft_apply(&ns, &batch(undo), deadline).is_err() {
+                    for command in undo {
+                        if let Err(error) = cni_wasm_capabilities::netfilter::nft_apply(
+                            &ns,
+                            &batch(std::slice::from_ref(command)),
+                            deadline,
+                        ) {
+                            log_at!(Debug, &plugin, "rollback: {command} not undone: {error}");
+                        }
+                    }
+                }
+                Ok(())
+            }),
             Entry::StateFileCreated { path } => state.state_dir.as_ref().map(|dir| dir.remove(path).map(drop)),
             Entry::DelegateAdded { plugin_type, stdin } => {
                 let outcome =

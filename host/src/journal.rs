@@ -6,6 +6,7 @@
 //! delegate whose ADD succeeded. Plugins may clean up themselves as well;
 //! whatever they already removed is simply not found again.
 
+use cni_wasm_capabilities::addresses::Family;
 use cni_wasm_capabilities::net::IpNetwork;
 use cni_wasm_capabilities::routes::RouteSpec;
 
@@ -36,6 +37,23 @@ pub enum Entry {
         ns: Which,
         route: RouteSpec,
     },
+    /// iptables-restore lines that undo what an applied input added: a
+    /// `-D` for each rule it appended or inserted, then a `-X` for each chain
+    /// it declared (refused by the kernel while others' rules or jumps
+    /// still use the chain, so a shared chain stays).
+    IptablesApplied {
+        ns: Which,
+        family: Family,
+        table: String,
+        undo: Vec<String>,
+    },
+    /// nftables commands that undo an applied batch: its new rules by
+    /// handle, its new elements, and the tables, chains and sets that did
+    /// not exist before it.
+    NftApplied {
+        ns: Which,
+        undo: Vec<serde_json::Value>,
+    },
     StateFileCreated {
         path: String,
     },
@@ -55,6 +73,12 @@ pub struct Journal {
 impl Journal {
     pub fn recording() -> Self {
         Journal { entries: Vec::new(), recording: true }
+    }
+
+    /// Whether entries are kept (an ADD): undo information that costs
+    /// something to gather is gathered only then.
+    pub fn is_recording(&self) -> bool {
+        self.recording
     }
 
     pub fn record(&mut self, entry: Entry) {

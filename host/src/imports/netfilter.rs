@@ -12,6 +12,7 @@ use crate::bindings::cni_wasm::plugin::cni::Capability;
 use crate::bindings::cni_wasm::plugin::netfilter::Host;
 use crate::bindings::cni_wasm::plugin::types::IpFamily;
 use crate::context::HostState;
+use crate::journal::Entry;
 
 impl HostState {
     fn refuse(&self, call: &str, why: String) -> super::CallError {
@@ -29,10 +30,21 @@ impl HostState {
 impl Host for HostState {
     fn nft_apply(&mut self, ns: Resource<NetnsHandle>, batch: String) -> CallResult<()> {
         self.require_on(Capability::Netfilter, "netfilter.nft-apply", &"")?;
-        let (_, netns) = self.netns(&ns)?;
+        let (which, netns) = self.netns(&ns)?;
         ownership::check_nft_batch(&batch, &self.grants.nft_tables)
             .map_err(|why| self.refuse("netfilter.nft-apply", why))?;
-        Ok(native::nft_apply(&netns, &batch, self.process.deadline())?)
+        if !self.journal.is_recording() {
+            return Ok(native::nft_apply(&netns, &batch, self.process.deadline())?);
+        }
+        // What existed before decides what undoing the batch may delete.
+        let existed = |family: &str, table: &str, object: native::NftObject<'_>| {
+            native::nft_object_exists(&netns, family, table, object).unwrap_or(true)
+        };
+        let plan = undo::NftPlan::before(&batch, &existed);
+        let echo = native::nft_apply_echo(&netns, &batch, self.process.deadline())?;
+        let echo = serde_json::from_str(&echo).unwrap_or_default();
+        self.journal.record(Entry::NftApplied { ns: which, undo: plan.after(&echo) });
+        Ok(())
     }
 
     fn nft_list_table(
@@ -55,11 +67,19 @@ impl Host for HostState {
         rules: String,
     ) -> CallResult<()> {
         self.require_on(Capability::Netfilter, "netfilter.iptables-restore", &table)?;
-        let (_, netns) = self.netns(&ns)?;
+        let (which, netns) = self.netns(&ns)?;
         ownership::check_table_name(&table).map_err(|why| self.refuse("netfilter.iptables-restore", why))?;
         ownership::check_iptables_rules(&rules, &|chain| self.owns_chain(chain))
             .map_err(|why| self.refuse("netfilter.iptables-restore", why))?;
-        Ok(native::iptables_restore(&netns, family_from_wit(family), &table, &rules, self.process.deadline())?)
+        let family = family_from_wit(family);
+        native::iptables_restore(&netns, family, &table, &rules, self.process.deadline())?;
+        if self.journal.is_recording() {
+            let undo = undo::iptables(&rules);
+            if !undo.is_empty() {
+                self.journal.record(Entry::IptablesApplied { ns: which, family, table, undo });
+            }
+        }
+        Ok(())
     }
 
     fn iptables_save(&mut self, ns: Resource<NetnsHandle>, family: IpFamily, table: String) -> CallResult<String> {
@@ -86,6 +106,207 @@ impl Host for HostState {
     fn firewalld_query_source(&mut self, zone: String, source: String) -> CallResult<bool> {
         self.require_on(Capability::Netfilter, "netfilter.firewalld-query-source", &zone)?;
         Ok(cni_wasm_capabilities::firewalld::query_source(&zone, &source, self.process.deadline())?)
+    }
+}
+
+/// How to undo what a plugin applied, for a failed ADD's rollback: pure
+/// functions over the input it handed in (and nft's echo of it).
+pub mod undo {
+    use serde_json::{Value, json};
+
+    use super::ownership::tokenize;
+    use cni_wasm_capabilities::netfilter::NftObject;
+
+    /// iptables-restore lines undoing `rules` (already checked): `-D` for
+    /// each rule appended or inserted, newest first, then `-X` for each
+    /// chain declared or created.
+    pub fn iptables(rules: &str) -> Vec<String> {
+        let mut deletes = Vec::new();
+        let mut chains = Vec::new();
+        for line in rules.split('\n') {
+            let Some(tokens) = tokenize(line.trim_matches([' ', '\t'])) else { continue };
+            if tokens[0].starts_with('#') {
+                continue;
+            }
+            if let Some(chain) = tokens[0].strip_prefix(':') {
+                chains.push(format!("-X {chain}"));
+                continue;
+            }
+            let Some(chain) = tokens.get(1) else { continue };
+            let spec = match tokens[0].as_str() {
+                "-A" | "--append" => &tokens[2..],
+                // An insert's position, if given, is no part of the rule.
+                "-I" | "--insert" => match tokens.get(2) {
+                    Some(n) if n.bytes().all(|b| b.is_ascii_digit()) => &tokens[3..],
+                    _ => &tokens[2..],
+                },
+                "-N" | "--new-chain" => {
+                    chains.push(format!("-X {chain}"));
+                    continue;
+                }
+                _ => continue,
+            };
+            let spec: Vec<String> = spec.iter().map(|t| quote(t)).collect();
+            deletes.push(format!("-D {chain} {}", spec.join(" ")));
+        }
+        deletes.reverse();
+        chains.reverse();
+        deletes.extend(chains);
+        deletes
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn iptables_rules_are_undone_newest_first_then_their_chains() {
+            let rules = ":CNI-DN-x - [0:0]\n-A CNI-DN-x -m comment --comment \"two words\" -j DNAT --to-destination 10.0.0.2:80\n-I PREROUTING 1 -j CNI-DN-x\n-D FORWARD -j OLD\n-N CNI-HOSTPORT-X";
+            assert_eq!(
+                iptables(rules),
+                [
+                    "-D PREROUTING -j CNI-DN-x",
+                    "-D CNI-DN-x -m comment --comment \"two words\" -j DNAT --to-destination 10.0.0.2:80",
+                    "-X CNI-HOSTPORT-X",
+                    "-X CNI-DN-x",
+                ]
+            );
+        }
+
+        #[test]
+        fn nft_batches_are_undone_by_what_was_new() {
+            let batch = r#"{"nftables":[
+                {"add":{"table":{"family":"ip","name":"old"}}},
+                {"add":{"chain":{"family":"ip","table":"old","name":"shared"}}},
+                {"add":{"chain":{"family":"ip","table":"old","name":"mine"}}},
+                {"add":{"element":{"family":"ip","table":"old","name":"ports","elem":[80]}}},
+                {"add":{"table":{"family":"inet","name":"new"}}},
+                {"add":{"chain":{"family":"inet","table":"new","name":"c"}}}]}"#;
+            let existed = |family: &str, table: &str, object: NftObject<'_>| {
+                (family, table) == ("ip", "old") && object != NftObject::Chain("mine")
+            };
+            let plan = NftPlan::before(batch, &existed);
+            let echo = json!({"nftables": [
+                {"add": {"rule": {"family": "ip", "table": "old", "chain": "shared", "expr": [], "handle": 7}}},
+                {"add": {"element": {"family": "ip", "table": "old", "name": "ports", "elem": [80]}}},
+                {"add": {"rule": {"family": "inet", "table": "new", "chain": "c", "expr": [], "handle": 2}}}]});
+            assert_eq!(
+                plan.after(&echo),
+                [
+                    json!({"delete": {"element": {"family": "ip", "table": "old", "name": "ports", "elem": [80]}}}),
+                    json!({"delete": {"rule": {"family": "ip", "table": "old", "chain": "shared", "handle": 7}}}),
+                    json!({"delete": {"chain": {"family": "ip", "table": "old", "name": "mine"}}}),
+                    json!({"delete": {"table": {"family": "inet", "name": "new"}}}),
+                ]
+            );
+        }
+    }
+
+    /// A token as iptables-restore reads it back (see `tokenize`).
+    fn quote(token: &str) -> String {
+        if !token.is_empty() && !token.contains([' ', '\t', '"', '\\']) {
+            return token.to_string();
+        }
+        let mut quoted = String::from('"');
+        for c in token.chars() {
+            if matches!(c, '"' | '\\') {
+                quoted.push('\\');
+            }
+            quoted.push(c);
+        }
+        quoted.push('"');
+        quoted
+    }
+
+    /// Undoing an nftables batch, planned before it is applied (which of
+    /// the tables, chains and sets it adds are new) and completed from
+    /// nft's echo (the handles of the rules it added).
+    pub struct NftPlan {
+        /// "family table" of tables the batch creates: deleting one
+        /// deletes everything the batch put in it.
+        new_tables: Vec<(String, String)>,
+        /// Chains and sets the batch creates in tables that existed.
+        new_objects: Vec<Value>,
+    }
+
+    fn field(spec: &Value, key: &str) -> String {
+        spec.get(key).and_then(Value::as_str).unwrap_or_default().to_string()
+    }
+
+    fn adds(commands: &Value) -> impl Iterator<Item = (&str, &Value)> {
+        commands
+            .get("nftables")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|command| command.as_object()?.iter().next())
+            .filter(|(verb, _)| matches!(verb.as_str(), "add" | "create" | "insert"))
+            .filter_map(|(_, target)| target.as_object()?.iter().next())
+            .map(|(kind, spec)| (kind.as_str(), spec))
+    }
+
+    impl NftPlan {
+        pub fn before(batch: &str, existed: &dyn Fn(&str, &str, NftObject<'_>) -> bool) -> NftPlan {
+            let commands: Value = serde_json::from_str(batch).unwrap_or(Value::Null);
+            let mut plan = NftPlan { new_tables: Vec::new(), new_objects: Vec::new() };
+            for (kind, spec) in adds(&commands) {
+                let family = field(spec, "family");
+                match kind {
+                    "table" => {
+                        let table = field(spec, "name");
+                        let key = (family.clone(), table.clone());
+                        if !plan.new_tables.contains(&key) && !existed(&family, &table, NftObject::Table) {
+                            plan.new_tables.push(key);
+                        }
+                    }
+                    "chain" | "set" | "map" => {
+                        let (table, name) = (field(spec, "table"), field(spec, "name"));
+                        if plan.new_tables.contains(&(family.clone(), table.clone())) {
+                            continue;
+                        }
+                        let object = if kind == "chain" { NftObject::Chain(&name) } else { NftObject::Set(&name) };
+                        if !existed(&family, &table, object) {
+                            let kind = if kind == "map" { "map" } else { kind };
+                            plan.new_objects
+                                .push(json!({"delete": {kind: {"family": family, "table": table, "name": name}}}));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            plan
+        }
+
+        /// The undo commands, in the order to apply them: rules and
+        /// elements (newest first), then new chains and sets, then new
+        /// tables.
+        pub fn after(self, echo: &Value) -> Vec<Value> {
+            let in_new_table = |spec: &Value| {
+                self.new_tables.iter().any(|(f, t)| *f == field(spec, "family") && *t == field(spec, "table"))
+            };
+            let mut undo = Vec::new();
+            for (kind, spec) in adds(echo) {
+                match kind {
+                    "rule" if !in_new_table(spec) => {
+                        if let Some(handle) = spec.get("handle").and_then(Value::as_u64) {
+                            undo.push(json!({"delete": {"rule": {"family": field(spec, "family"),
+                                "table": field(spec, "table"), "chain": field(spec, "chain"), "handle": handle}}}));
+                        }
+                    }
+                    "element" if !in_new_table(spec) => {
+                        undo.push(json!({"delete": {"element": {"family": field(spec, "family"),
+                            "table": field(spec, "table"), "name": field(spec, "name"), "elem": spec["elem"].clone()}}}));
+                    }
+                    _ => {}
+                }
+            }
+            undo.reverse();
+            undo.extend(self.new_objects.into_iter().rev());
+            for (family, table) in self.new_tables.into_iter().rev() {
+                undo.push(json!({"delete": {"table": {"family": family, "name": table}}}));
+            }
+            undo
+        }
     }
 }
 
