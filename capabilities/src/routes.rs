@@ -127,8 +127,22 @@ pub fn delete(ns: &Netns, spec: &RouteSpec) -> Result<()> {
 
 /// The route the kernel picks for `destination` (like `ip route get`).
 pub fn lookup(ns: &Netns, destination: IpAddr) -> Result<Route> {
+    lookup_with(ns, destination, false)
+}
+
+/// The routing-table entry (main table and rules, as a packet would go)
+/// that covers `destination`, with its own prefix (RTM_F_FIB_MATCH), where
+/// [`lookup`] answers with the resolved /32 or /128.
+pub fn covering_route(ns: &Netns, destination: IpAddr) -> Result<Route> {
+    lookup_with(ns, destination, true)
+}
+
+fn lookup_with(ns: &Netns, destination: IpAddr, fib_match: bool) -> Result<Route> {
     let doing = format!("looking up the route to {destination} in {}", ns.label());
     let mut request = RouteMessage::default();
+    if fib_match {
+        request.header.flags |= netlink_packet_route::route::RouteFlags::FibMatch;
+    }
     request.header.address_family = family_of(destination);
     request.header.destination_prefix_length = if destination.is_ipv4() { 32 } else { 128 };
     request.attributes.push(RouteAttribute::Destination(RouteAddress::from(destination)));

@@ -52,12 +52,56 @@ impl HostState {
         }
         match &spec.link {
             Some(link) => self.check_host_link(which, link, doing),
-            None => Err(Error::new(
-                ErrorKind::Denied,
-                format!("{}: {doing} refused: a route in the host netns must name its output link", self.grants.plugin),
-            )
-            .into()),
+            None => Err(self.refuse_route(doing, "a route in the host netns must name its output link".into())),
         }
+    }
+
+    /// A new host route may not take over traffic the host already sends
+    /// somewhere the plugin may not change: it may not be a default route,
+    /// replace a route, or narrow one through another link (a /25 of
+    /// eth0's /24). What only the default route covers is free: a container
+    /// address (ptp) or a pod subnet.
+    fn check_new_host_route(&self, which: Which, spec: &native::RouteSpec, mode: native::AddMode) -> CallResult<()> {
+        if which == Which::Container {
+            return Ok(());
+        }
+        let doing = "adding a route";
+        let Some(destination) = spec.destination else { return Ok(()) };
+        if destination.prefix_len == 0 {
+            return Err(self.refuse_route(doing, "the host netns's default route is the node's".into()));
+        }
+        if mode == native::AddMode::Replace {
+            return Err(
+                self.refuse_route(doing, "a route in the host netns may not replace one (it may be another's)".into())
+            );
+        }
+        let host = self.process.host_ns.clone();
+        let Ok(covering) = native::covering_route(&host, destination.address) else { return Ok(()) };
+        if covering.destination.prefix_len == 0 {
+            return Ok(());
+        }
+        let link = match covering.link_index {
+            Some(index) => cni_wasm_capabilities::links::get_by_index(&host, index)?.map(|l| l.name),
+            None => None,
+        };
+        match link {
+            Some(link) if self.check_host_link(which, &link, doing).is_ok() => Ok(()),
+            other => Err(self.refuse_route(
+                doing,
+                format!(
+                    "{}/{} is already routed through {} ({}/{}), which is not the plugin's",
+                    destination.address,
+                    destination.prefix_len,
+                    other.as_deref().unwrap_or("another route"),
+                    covering.destination.address,
+                    covering.destination.prefix_len
+                ),
+            )),
+        }
+    }
+
+    fn refuse_route(&self, doing: &str, why: String) -> super::CallError {
+        Error::new(ErrorKind::Denied, format!("{}: {doing} refused: {why}", self.grants.plugin)).into()
     }
 }
 
@@ -80,7 +124,10 @@ impl Host for HostState {
             AddMode::Append => native::AddMode::Append,
             AddMode::Replace => native::AddMode::Replace,
         };
+        self.check_new_host_route(which, &wanted, mode)?;
         native::add(&netns, &wanted, mode)?;
+        // A replaced container route is undone with its namespace's links;
+        // the host allows no replace.
         if mode != native::AddMode::Replace {
             self.journal.record(Entry::RouteAdded { ns: which, route: wanted });
         }
