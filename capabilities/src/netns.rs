@@ -114,6 +114,33 @@ impl Netns {
         Ok(meta.ino())
     }
 
+    /// The namespace's cookie (SO_NETNS_COOKIE): unlike its inode, never
+    /// reused for another namespace while the machine is up, so it can key
+    /// records that outlive the namespace.
+    pub fn cookie(&self) -> Result<u64> {
+        self.run("reading the netns cookie", || {
+            use nix::sys::socket::{AddressFamily, SockFlag, SockType, socket};
+            // A socket belongs to the namespace its creator is in.
+            let socket = socket(AddressFamily::Unix, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)?;
+            let mut cookie: u64 = 0;
+            let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+            // SAFETY: the buffer is a u64 and `len` says so; the fd is open.
+            let rc = unsafe {
+                libc::getsockopt(
+                    std::os::fd::AsRawFd::as_raw_fd(&socket),
+                    libc::SOL_SOCKET,
+                    libc::SO_NETNS_COOKIE,
+                    (&mut cookie as *mut u64).cast(),
+                    &mut len,
+                )
+            };
+            if rc != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(cookie)
+        })
+    }
+
     /// Whether this is the same namespace as `other` (same nsfs inode).
     pub fn same_as(&self, other: &Netns) -> Result<bool> {
         let id = |ns: &Netns| -> Result<(u64, u64)> {

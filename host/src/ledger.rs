@@ -7,7 +7,8 @@
 //! attachment under `/run/cni-wasm/ledger` (CNI_WASM_LEDGER_DIR), written
 //! atomically. /run because links do not outlive a reboot either; a crash
 //! of a plugin process between ADD and DEL loses nothing. Entries are keyed
-//! by the host namespace too, so scratch "hosts" (the tests') never share
+//! by the host namespace's cookie too (never reused, unlike its inode), so
+//! scratch "hosts" (the tests') and later namespaces never share
 //! them. Links the config names as managed (a bridge) are shared by the
 //! network's attachments and never recorded.
 
@@ -40,7 +41,7 @@ pub struct Attachment<'a> {
 
 impl Ledger {
     /// The ledger of `plugin` on `network` in the host namespace identified
-    /// by `host_ns` (its nsfs inode); None when a name could not be part of
+    /// by `host_ns` (its netns cookie); None when a name could not be part of
     /// a path (the protocol edge validated them already).
     pub fn open(host_ns: u64, network: &str, plugin: &str) -> Option<Ledger> {
         let plain = |s: &str| !s.is_empty() && !s.contains('/') && !s.starts_with('.');
