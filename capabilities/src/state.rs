@@ -174,6 +174,22 @@ impl StateDir {
     }
 
     fn error(&self, err: &std::io::Error, doing: &str, path: &str) -> Error {
+        // A planted symlink is the likely cause; say so rather than
+        // "File exists" or cap-std's "a path led outside of the filesystem".
+        let mut prefix = PathBuf::new();
+        for part in Path::new(path).components() {
+            prefix.push(part);
+            if self.dir.symlink_metadata(&prefix).is_ok_and(|m| m.file_type().is_symlink()) {
+                return Error::new(
+                    ErrorKind::Denied,
+                    format!(
+                        "{doing} {}: {} is a symlink, and the state store follows none (refused)",
+                        self.root.join(path).display(),
+                        prefix.display()
+                    ),
+                );
+            }
+        }
         Error::from_io(err, format!("{doing} {}", self.root.join(path).display()))
     }
 }

@@ -138,6 +138,8 @@ pub struct HostState {
     pub calls: Cell<u64>,
     /// Log bytes written so far (see [`MAX_LOG_BYTES`]).
     pub logged_bytes: usize,
+    /// What the SDK's panic hook logged, for the error a trap becomes.
+    pub panic_message: Option<String>,
     /// The audit line of the call in progress (see audit.rs).
     pub audit_pending: RefCell<Option<crate::audit::Entry>>,
 }
@@ -162,6 +164,7 @@ impl HostState {
             limits,
             calls: Cell::new(0),
             logged_bytes: 0,
+            panic_message: None,
             audit_pending: RefCell::new(None),
         }
     }

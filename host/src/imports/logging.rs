@@ -16,6 +16,12 @@ impl Host for HostState {
             Level::Debug => log::Level::Debug,
         };
         let mut message = message;
+        // The SDK's panic hook says why the guest is about to trap.
+        if level == log::Level::Error && message.starts_with("plugin panicked: ") && self.panic_message.is_none() {
+            let mut why = message["plugin panicked: ".len()..].to_string();
+            why.truncate(why.floor_char_boundary(MAX_MESSAGE));
+            self.panic_message = Some(why);
+        }
         if message.len() > MAX_MESSAGE {
             let mut end = MAX_MESSAGE;
             while !message.is_char_boundary(end) {
