@@ -3,6 +3,7 @@
 
 pub mod dhcp;
 pub mod direct;
+pub mod hostile;
 pub mod kernel;
 pub mod lane;
 pub mod libcni;
