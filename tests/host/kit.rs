@@ -328,3 +328,36 @@ fn inspect_reports_imports_manifest_verdict_and_grant() {
 fn has_line(text: &str, line: &str) -> bool {
     text.lines().any(|l| l.split_whitespace().collect::<Vec<_>>().join(" ") == line)
 }
+
+/// A component built against another minor of the contract (the template
+/// with its vendored WIT package bumped to 0.2.0): inspect says why the
+/// host refuses it, and a run is refused with code 1 naming both versions.
+#[test]
+fn a_component_built_against_another_contract_is_refused_by_inspect_and_by_a_run() {
+    require_root();
+    let work = TempDir::new("kit-contract");
+    let new = Command::new(cni_wasm_binary()).args(["new", "contract-next"]).current_dir(&work.path).output().unwrap();
+    assert!(new.status.success(), "{}", String::from_utf8_lossy(&new.stderr));
+    let dir = work.join("contract-next");
+    let types = dir.join("wit/types.wit");
+    let wit = std::fs::read_to_string(&types).unwrap();
+    assert!(wit.starts_with("package cni-wasm:plugin@0.1.0;"), "{wit}");
+    std::fs::write(&types, wit.replacen("@0.1.0;", "@0.2.0;", 1)).unwrap();
+    let wasm = build(&dir, "contract_next");
+
+    let policy = json!({"plugins": {"contract-next": {"capabilities": ["links"]}}});
+    let kit = Kit::new("kit-contract", "contract-next", &wasm, policy);
+    let out = kit.inspect(&kit.install.dir.join("contract-next.wasm"), &[]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(has_line(&text, "contract built against cni-wasm:plugin@0.2.0; this host implements 0.1.0"), "{text}");
+    assert!(text.contains("host check REFUSED") && text.contains("built against the cni-wasm contract 0.2.0"));
+    assert!(text.contains("manifest   not read"), "a component the host refuses is not instantiated: {text}");
+
+    let previous = kit.ptp_add();
+    let out = kit.chained("ADD", json!({"type": "contract-next"}), &previous);
+    assert_eq!(out.code(), 1, "{}", out.stdout);
+    let msg = out.json()["msg"].as_str().unwrap().to_string();
+    assert!(msg.contains("0.2.0") && msg.contains("this host implements 0.1.0"), "{msg}");
+    kit.ptp_del();
+}
