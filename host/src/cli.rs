@@ -29,11 +29,11 @@ is that CNI plugin. Under its own name it is this tool:
                                   plugin to start from, with the guest SDK and the
                                   WIT contract vendored (--sdk PATH: depend on the
                                   SDK crate at PATH instead)
-  cni-wasm inspect X.wasm [--json] [--config FILE]
+  cni-wasm inspect X.wasm [--json] [--config FILE] [--type TYPE]
                                   a component's imports and manifest, whether this
                                   host would run it, and what the policy grants it
-                                  as third-party type X (objects as FILE names
-                                  them); exits 1 if the host would refuse it
+                                  as third-party type X (or TYPE; objects as FILE
+                                  names them); exits 1 if the host would refuse it
   cni-wasm dhcp daemon [FLAGS]    the dhcp plugin's lease daemon (also `dhcp daemon`
                                   through the link): -socketpath (/run/cni/dhcp.sock),
                                   -pidfile, -hostprefix, -broadcast, -timeout (10s),

@@ -205,23 +205,27 @@ fn standalone_sdk_manifest() -> Result<String, String> {
     Ok(out)
 }
 
-/// `cni-wasm inspect X.wasm [--json] [--config FILE]`.
+const INSPECT_USAGE: &str = "usage: cni-wasm inspect X.wasm [--json] [--config FILE] [--type TYPE]";
+
+/// `cni-wasm inspect X.wasm [--json] [--config FILE] [--type TYPE]`.
 pub fn inspect(args: &[&str]) -> Result<bool, String> {
     let mut wasm = None;
     let mut as_json = false;
     let mut config_path = None;
+    let mut plugin_type = None;
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
         match *arg {
             "--json" => as_json = true,
             "--config" => config_path = Some(*rest.next().ok_or("--config needs a file (a plugin's network config)")?),
+            "--type" => plugin_type = Some(*rest.next().ok_or("--type needs the plugin type (its policy entry)")?),
             flag if flag.starts_with('-') => return Err(format!("inspect: unknown flag {flag}")),
             path if wasm.is_none() => wasm = Some(PathBuf::from(path)),
-            _ => return Err("usage: cni-wasm inspect X.wasm [--json] [--config FILE]".into()),
+            _ => return Err(INSPECT_USAGE.into()),
         }
     }
-    let wasm = wasm.ok_or("usage: cni-wasm inspect X.wasm [--json] [--config FILE]")?;
-    let report = Report::build(&wasm, config_path.map(Path::new))?;
+    let wasm = wasm.ok_or(INSPECT_USAGE)?;
+    let report = Report::build(&wasm, plugin_type, config_path.map(Path::new))?;
     if as_json {
         println!("{}", serde_json::to_string_pretty(&report.json).map_err(|e| e.to_string())?);
     } else {
@@ -237,16 +241,19 @@ struct Report {
 }
 
 impl Report {
-    fn build(wasm: &Path, config_path: Option<&Path>) -> Result<Report, String> {
+    fn build(wasm: &Path, plugin_type: Option<&str>, config_path: Option<&Path>) -> Result<Report, String> {
         let bytes = std::fs::read(wasm).map_err(|e| format!("reading {}: {e}", wasm.display()))?;
         let sha256: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
         // The policy entry a plugin gets is the one of the type it is run as,
-        // and that is its file name.
-        let plugin = wasm
-            .file_name()
-            .and_then(|n| n.to_str())
-            .map(|n| n.strip_suffix(".wasm").unwrap_or(n).to_string())
-            .ok_or_else(|| format!("{}: not a file name", wasm.display()))?;
+        // and installed, that is its file name.
+        let plugin = match plugin_type {
+            Some(name) => name.to_string(),
+            None => wasm
+                .file_name()
+                .and_then(|n| n.to_str())
+                .map(|n| n.strip_suffix(".wasm").unwrap_or(n).to_string())
+                .ok_or_else(|| format!("{}: not a file name", wasm.display()))?,
+        };
         let config = match config_path {
             Some(path) => {
                 let raw = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
@@ -421,6 +428,9 @@ impl Report {
             line(format!("  always           {}", list(&g["always"])));
             line(format!("  families         {}", list(&g["families"])));
             line(format!("  refused families {}", list(&g["refusedFamilies"])));
+            if g["objects"].as_array().is_none_or(Vec::is_empty) {
+                line("  objects          (none)".into());
+            }
             for o in g["objects"].as_array().into_iter().flatten() {
                 line(format!("  object           {}", s(&o["summary"])));
             }

@@ -298,6 +298,11 @@ fn inspect_reports_imports_manifest_verdict_and_grant() {
     assert_eq!(json["manifest"]["capabilities"], json!(["routes"]));
     assert_eq!(json["grant"]["families"], json!(["routes"]));
 
+    // The build's own file, inspected as the type it will be installed as.
+    let out = kit.inspect(route_override(), &["--type", "route-override"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(has_line(&text, "families routes") && has_line(&text, "objects (none)"), "{text}");
+
     // The same component under another name has no entry: nothing granted.
     kit.install.add_component("other-name", route_override());
     let out = kit.inspect(&kit.install.dir.join("other-name.wasm"), &[]);
