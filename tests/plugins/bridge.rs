@@ -342,6 +342,42 @@ fn masquerading_falls_back_to_reading_the_table_when_rules_are_not_as_expected()
     assert!(!left.contains(&chain), "the chain is gone:\n{left}");
 }
 
+/// A DEL without prevResult (a runtime that lost it, or the spec's
+/// "best effort" DEL) removes the masquerading by the addresses the
+/// container's link had, as the reference does, without reading either
+/// family's whole nat table.
+#[test]
+fn del_without_prev_result_removes_masquerading_without_reading_the_nat_table() {
+    cni_wasm_tests::require_root();
+    let install = Installation::new("br-masq-noprev");
+    let host = Netns::new("br-masq-noprev-h");
+    let store = cni_wasm_tests::TempDir::new("br-masq-noprev");
+    let ct = Netns::new("br-masq-noprev-c");
+    let mut plugin = bridge(json!({"isGateway": true, "ipMasq": true}));
+    plugin["cniVersion"] = json!("1.0.0");
+    plugin["name"] = json!("podman");
+    plugin["ipam"]["dataDir"] = json!(store.display());
+    let config = plugin.to_string();
+    let log = cni_wasm_tests::TempDir::new("br-masq-noprev-audit");
+    let env = Env { host_netns: Some(host.name.clone()), ..Env::new("ADD", "c", &ct.path(), "eth0", &install.dir) }
+        .var("CNI_WASM_AUDIT", log.join("audit.log").display().to_string());
+    let out = run(&install.plugin("bridge"), &env, &config);
+    assert!(out.success, "{}", out.stdout);
+    assert!(iptables_save(&host, false, "nat").contains("CNI-"), "ADD masquerades");
+    std::fs::remove_file(log.join("audit.log")).unwrap();
+
+    let out = run(&install.plugin("bridge"), &env.with_command("DEL"), &config);
+    assert!(out.success, "{}", out.stdout);
+    let nat = iptables_save(&host, false, "nat");
+    assert!(!nat.contains("CNI-"), "the masquerading is gone:\n{nat}");
+    let audit = std::fs::read_to_string(log.join("audit.log")).unwrap();
+    let netfilter: Vec<&str> = audit.lines().filter(|l| l.contains("\"netfilter.")).collect();
+    assert!(
+        netfilter.iter().all(|l| !l.contains("iptables-save")),
+        "no whole-table read: {netfilter:#?}"
+    );
+}
+
 /// An iptables-save rule split into arguments as a shell would: double
 /// quotes group words, a backslash escapes the next character.
 fn save_words(rule: &str) -> Vec<String> {

@@ -128,10 +128,11 @@ impl cni_plugin_sdk::Plugin for Bridge {
         // The container side is gone with its namespace; everything below
         // is keyed by network and container id, so it is cleaned up even
         // then (the reference skips masquerading cleanup: its #810).
+        let mut link_addresses = None;
         if call.netns.is_some() {
             match namespaces::container() {
                 Ok(container) => {
-                    iface::delete_link_with_addresses(&container, &call.ifname)?;
+                    link_addresses = iface::delete_link_with_addresses(&container, &call.ifname)?;
                 }
                 Err(e) if e.is_not_found() => {}
                 Err(e) => return Err(e.into()),
@@ -146,8 +147,23 @@ impl cni_plugin_sdk::Plugin for Bridge {
             cni_plugin_sdk::warn!("tearing down the MAC spoof check: {e}");
         }
         if conf.is_layer3() && conf.ip_masq {
+            // Without a prevResult, the addresses the container's link had
+            // say which rules to remove (as the reference tears down by
+            // them), so neither family's whole nat table is read.
+            let known = call.prev_result.clone().or_else(|| {
+                let addresses = link_addresses.filter(|a| !a.is_empty())?;
+                Some(CniResult {
+                    interfaces: Vec::new(),
+                    ips: addresses
+                        .into_iter()
+                        .map(|a| cni::IpConfig { interface_index: None, address: a.to_wit(), gateway: None })
+                        .collect(),
+                    routes: Vec::new(),
+                    dns: cni_plugin_sdk::config::no_dns(),
+                })
+            });
             with_netfilter_lock(|| {
-                masquerade::teardown(&host, &conf.name, &call.ifname, &call.container_id, call.prev_result.as_ref())
+                masquerade::teardown(&host, &conf.name, &call.ifname, &call.container_id, known.as_ref())
             })?;
         }
         Ok(())
