@@ -372,10 +372,7 @@ fn del_without_prev_result_removes_masquerading_without_reading_the_nat_table() 
     assert!(!nat.contains("CNI-"), "the masquerading is gone:\n{nat}");
     let audit = std::fs::read_to_string(log.join("audit.log")).unwrap();
     let netfilter: Vec<&str> = audit.lines().filter(|l| l.contains("\"netfilter.")).collect();
-    assert!(
-        netfilter.iter().all(|l| !l.contains("iptables-save")),
-        "no whole-table read: {netfilter:#?}"
-    );
+    assert!(netfilter.iter().all(|l| !l.contains("iptables-save")), "no whole-table read: {netfilter:#?}");
 }
 
 /// An iptables-save rule split into arguments as a shell would: double

@@ -125,9 +125,12 @@ fn main() {
         }
     }
     let _ = std::fs::remove_dir_all(&data_dir);
+    let mut floors = Vec::new();
     if selected("chain") {
         rows.extend(chain(chain_runs, None, "chain iptables"));
+        floors.push(("chain iptables DEL", del_floor(chain_runs, false)));
         rows.extend(chain(chain_runs, Some("nftables"), "chain nftables"));
+        floors.push(("chain nftables DEL", del_floor(chain_runs, true)));
     }
     if selected("20 concurrent") {
         rows.extend(concurrent(chain_runs.div_ceil(6), None, "20 concurrent iptables"));
@@ -181,6 +184,76 @@ fn main() {
         println!("chain: bridge+host-local, portmap (one TCP mapping), firewall, tuning, through libcni 1.1 (Go);");
         println!("the reference (Debian 1.1.1) always uses iptables: it has no nftables backend.");
     }
+    for (name, floor) in &floors {
+        if let Some((_, ours, _)) = rows.iter().find(|(row, _, _)| row == name) {
+            println!(
+                "{name} floor (ip link del, then one netfilter transaction per plugin with rules): {:.2} ms; \
+                 cni-wasm {:.2} ms = {:.2}x the floor",
+                ms(*floor),
+                ms(*ours),
+                ms(*ours) / ms(*floor)
+            );
+        }
+    }
+}
+
+/// The least a chain DEL must do in the kernel, done with the bare tools
+/// on objects set up like the chain's: delete the container's veth, then
+/// one netfilter transaction for each plugin that has rules to remove
+/// (bridge's ipMasq, portmap, firewall: each is its own process, so none can
+/// share a transaction). Each waits for an RCU grace period here, which no
+/// plugin can avoid; this is what "near the floor" is measured against.
+fn del_floor(runs: usize, nftables: bool) -> Duration {
+    let host = Netns::new("bench-floor-h");
+    let apply = |program: &str, input: &str| {
+        let script = format!("printf '%s\\n' \"$1\" | {program}");
+        host.exec("sh", &["-c", &script, "sh", input]);
+    };
+    let (setup, teardown): (&[&str], &[&str]) = if nftables {
+        (
+            &[
+                "table ip floor_masq { chain post { type nat hook postrouting priority 100; ip saddr 10.1.1.2 masquerade; }\n}",
+                "table ip floor_dn { chain pre { type nat hook prerouting priority -100; tcp dport 8080 dnat to 10.1.1.2:80; }\n}",
+                "table ip floor_fwd { chain forwarding { type filter hook forward priority 0; ip daddr 10.1.1.2 accept; }\n}",
+            ],
+            &["delete table ip floor_masq", "delete table ip floor_dn", "delete table ip floor_fwd"],
+        )
+    } else {
+        (
+            &[
+                "*nat\n:FLOOR-MASQ - [0:0]\n-A FLOOR-MASQ -j MASQUERADE\n-A POSTROUTING -s 10.1.1.2 -j FLOOR-MASQ\nCOMMIT",
+                "*nat\n:FLOOR-DN - [0:0]\n-A FLOOR-DN -p tcp --dport 8080 -j DNAT --to-destination 10.1.1.2:80\n\
+                 -A PREROUTING -j FLOOR-DN\nCOMMIT",
+                "*filter\n-A FORWARD -d 10.1.1.2 -j ACCEPT\nCOMMIT",
+            ],
+            &[
+                "*nat\n-D POSTROUTING -s 10.1.1.2 -j FLOOR-MASQ\n-F FLOOR-MASQ\n-X FLOOR-MASQ\nCOMMIT",
+                "*nat\n-D PREROUTING -j FLOOR-DN\n-F FLOOR-DN\n-X FLOOR-DN\nCOMMIT",
+                "*filter\n-D FORWARD -d 10.1.1.2 -j ACCEPT\nCOMMIT",
+            ],
+        )
+    };
+    let tool = if nftables { "nft -f -" } else { "iptables-restore --noflush -w" };
+    let mut samples = Vec::new();
+    for i in 0..runs + 3 {
+        let container = Netns::new("bench-floor-c");
+        host.exec(
+            "ip",
+            &["link", "add", "vethfloor", "type", "veth", "peer", "name", "eth0", "netns", &container.name],
+        );
+        for input in setup {
+            apply(tool, input);
+        }
+        let start = Instant::now();
+        container.exec("ip", &["link", "del", "eth0"]);
+        for input in teardown {
+            apply(tool, input);
+        }
+        if i >= 3 {
+            samples.push(start.elapsed());
+        }
+    }
+    median(samples)
 }
 
 /// The podman chain with one TCP port mapping; `backend` selects the
