@@ -155,53 +155,6 @@ pub mod undo {
         deletes
     }
 
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-
-        #[test]
-        fn iptables_rules_are_undone_newest_first_then_their_chains() {
-            let rules = ":CNI-DN-x - [0:0]\n-A CNI-DN-x -m comment --comment \"two words\" -j DNAT --to-destination 10.0.0.2:80\n-I PREROUTING 1 -j CNI-DN-x\n-D FORWARD -j OLD\n-N CNI-HOSTPORT-X";
-            assert_eq!(
-                iptables(rules),
-                [
-                    "-D PREROUTING -j CNI-DN-x",
-                    "-D CNI-DN-x -m comment --comment \"two words\" -j DNAT --to-destination 10.0.0.2:80",
-                    "-X CNI-HOSTPORT-X",
-                    "-X CNI-DN-x",
-                ]
-            );
-        }
-
-        #[test]
-        fn nft_batches_are_undone_by_what_was_new() {
-            let batch = r#"{"nftables":[
-                {"add":{"table":{"family":"ip","name":"old"}}},
-                {"add":{"chain":{"family":"ip","table":"old","name":"shared"}}},
-                {"add":{"chain":{"family":"ip","table":"old","name":"mine"}}},
-                {"add":{"element":{"family":"ip","table":"old","name":"ports","elem":[80]}}},
-                {"add":{"table":{"family":"inet","name":"new"}}},
-                {"add":{"chain":{"family":"inet","table":"new","name":"c"}}}]}"#;
-            let existed = |family: &str, table: &str, object: NftObject<'_>| {
-                (family, table) == ("ip", "old") && object != NftObject::Chain("mine")
-            };
-            let plan = NftPlan::before(batch, &existed);
-            let echo = json!({"nftables": [
-                {"add": {"rule": {"family": "ip", "table": "old", "chain": "shared", "expr": [], "handle": 7}}},
-                {"add": {"element": {"family": "ip", "table": "old", "name": "ports", "elem": [80]}}},
-                {"add": {"rule": {"family": "inet", "table": "new", "chain": "c", "expr": [], "handle": 2}}}]});
-            assert_eq!(
-                plan.after(&echo),
-                [
-                    json!({"delete": {"element": {"family": "ip", "table": "old", "name": "ports", "elem": [80]}}}),
-                    json!({"delete": {"rule": {"family": "ip", "table": "old", "chain": "shared", "handle": 7}}}),
-                    json!({"delete": {"chain": {"family": "ip", "table": "old", "name": "mine"}}}),
-                    json!({"delete": {"table": {"family": "inet", "name": "new"}}}),
-                ]
-            );
-        }
-    }
-
     /// A token as iptables-restore reads it back (see `tokenize`).
     fn quote(token: &str) -> String {
         if !token.is_empty() && !token.contains([' ', '\t', '"', '\\']) {
@@ -306,6 +259,53 @@ pub mod undo {
                 undo.push(json!({"delete": {"table": {"family": family, "name": table}}}));
             }
             undo
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn iptables_rules_are_undone_newest_first_then_their_chains() {
+            let rules = ":CNI-DN-x - [0:0]\n-A CNI-DN-x -m comment --comment \"two words\" -j DNAT --to-destination 10.0.0.2:80\n-I PREROUTING 1 -j CNI-DN-x\n-D FORWARD -j OLD\n-N CNI-HOSTPORT-X";
+            assert_eq!(
+                iptables(rules),
+                [
+                    "-D PREROUTING -j CNI-DN-x",
+                    "-D CNI-DN-x -m comment --comment \"two words\" -j DNAT --to-destination 10.0.0.2:80",
+                    "-X CNI-HOSTPORT-X",
+                    "-X CNI-DN-x",
+                ]
+            );
+        }
+
+        #[test]
+        fn nft_batches_are_undone_by_what_was_new() {
+            let batch = r#"{"nftables":[
+                {"add":{"table":{"family":"ip","name":"old"}}},
+                {"add":{"chain":{"family":"ip","table":"old","name":"shared"}}},
+                {"add":{"chain":{"family":"ip","table":"old","name":"mine"}}},
+                {"add":{"element":{"family":"ip","table":"old","name":"ports","elem":[80]}}},
+                {"add":{"table":{"family":"inet","name":"new"}}},
+                {"add":{"chain":{"family":"inet","table":"new","name":"c"}}}]}"#;
+            let existed = |family: &str, table: &str, object: NftObject<'_>| {
+                (family, table) == ("ip", "old") && object != NftObject::Chain("mine")
+            };
+            let plan = NftPlan::before(batch, &existed);
+            let echo = json!({"nftables": [
+                {"add": {"rule": {"family": "ip", "table": "old", "chain": "shared", "expr": [], "handle": 7}}},
+                {"add": {"element": {"family": "ip", "table": "old", "name": "ports", "elem": [80]}}},
+                {"add": {"rule": {"family": "inet", "table": "new", "chain": "c", "expr": [], "handle": 2}}}]});
+            assert_eq!(
+                plan.after(&echo),
+                [
+                    json!({"delete": {"element": {"family": "ip", "table": "old", "name": "ports", "elem": [80]}}}),
+                    json!({"delete": {"rule": {"family": "ip", "table": "old", "chain": "shared", "handle": 7}}}),
+                    json!({"delete": {"chain": {"family": "ip", "table": "old", "name": "mine"}}}),
+                    json!({"delete": {"table": {"family": "inet", "name": "new"}}}),
+                ]
+            );
         }
     }
 }
