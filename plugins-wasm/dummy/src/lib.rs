@@ -4,7 +4,7 @@
 //! Debian 1.1.1 package has none).
 
 use cni_plugin_sdk::config::{self, IpamConf};
-use cni_plugin_sdk::error::{Context, Errors, Result, internal, invalid_config};
+use cni_plugin_sdk::error::{Context, Result, internal, invalid_config};
 use cni_plugin_sdk::iface::{self, container_interface};
 use cni_plugin_sdk::links::{self, LinkKind, LinkOptions};
 use cni_plugin_sdk::namespaces;
@@ -58,12 +58,7 @@ impl cni_plugin_sdk::Plugin for Dummy {
     /// Neither the netns nor the link need to exist any more.
     fn del(call: &Invocation) -> Result<()> {
         let conf: NetConf = config::parse(&call.config)?;
-        let mut errors = Errors::new();
-        if !conf.ipam.plugin_type.is_empty() {
-            errors.keep(ipam::exec_del(&conf.ipam.plugin_type));
-        }
-        errors.keep(iface::delete_container_link(call));
-        errors.finish()
+        iface::del_ipam_and_container_link(call, &conf.ipam.plugin_type)
     }
 
     /// The reference's: a dummy link with the result's MAC, up, with the

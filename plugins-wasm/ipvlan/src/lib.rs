@@ -5,7 +5,7 @@
 //! cmdCheck.
 
 use cni_plugin_sdk::config::{self, Dns, IpamConf, no_dns};
-use cni_plugin_sdk::error::{Context, Errors, Result, internal, invalid_config};
+use cni_plugin_sdk::error::{Context, Result, internal, invalid_config};
 use cni_plugin_sdk::iface::{self, container_interface};
 use cni_plugin_sdk::links::{self, IpvlanMode, IpvlanOptions, LinkKind, LinkOptions};
 use cni_plugin_sdk::namespaces::{self, Netns};
@@ -137,12 +137,7 @@ impl cni_plugin_sdk::Plugin for Ipvlan {
     /// Needs no master: it may be gone, and the kernel took its ipvlans.
     fn del(call: &Invocation) -> Result<()> {
         let conf = NetConf::parse(&call.config)?;
-        let mut errors = Errors::new();
-        if !conf.ipam.plugin_type.is_empty() {
-            errors.keep(ipam::exec_del(&conf.ipam.plugin_type));
-        }
-        errors.keep(iface::delete_container_link(call));
-        errors.finish()
+        iface::del_ipam_and_container_link(call, &conf.ipam.plugin_type)
     }
 
     fn check(call: &Invocation) -> Result<()> {

@@ -146,6 +146,19 @@ pub fn delete_container_link(call: &crate::Invocation) -> Result<()> {
     }
 }
 
+/// The DEL of a plugin that made one container link, with IPAM when
+/// `ipam_type` is not empty (macvlan, ipvlan, vlan, dummy, tap): IPAM's DEL,
+/// then the link, each tried whatever the other did, so one failure never
+/// leaks the rest.
+pub fn del_ipam_and_container_link(call: &crate::Invocation, ipam_type: &str) -> Result<()> {
+    let mut errors = crate::error::Errors::new();
+    if !ipam_type.is_empty() {
+        errors.keep(crate::ipam::exec_del(ipam_type));
+    }
+    errors.keep(delete_container_link(call));
+    errors.finish()
+}
+
 /// CHECK: the interface of `previous` that is CNI_IFNAME in CNI_NETNS.
 pub fn prev_interface<'a>(call: &crate::Invocation, previous: &'a cni::CniResult) -> Result<&'a cni::NetworkInterface> {
     previous

@@ -5,7 +5,7 @@
 //! Debian 1.1.1 package has no tap plugin).
 
 use cni_plugin_sdk::config::{self, Dns, IpamConf, no_dns};
-use cni_plugin_sdk::error::{Context, Errors, Result, internal};
+use cni_plugin_sdk::error::{Context, Result, internal};
 use cni_plugin_sdk::iface::{self, container_interface};
 use cni_plugin_sdk::links::{self, LinkChange, LinkKind, LinkOptions, Master, TapOptions};
 use cni_plugin_sdk::namespaces;
@@ -98,12 +98,7 @@ impl cni_plugin_sdk::Plugin for Tap {
 
     fn del(call: &Invocation) -> Result<()> {
         let conf: NetConf = config::parse(&call.config)?;
-        let mut errors = Errors::new();
-        if !conf.ipam.plugin_type.is_empty() {
-            errors.keep(ipam::exec_del(&conf.ipam.plugin_type));
-        }
-        errors.keep(iface::delete_container_link(call));
-        errors.finish()
+        iface::del_ipam_and_container_link(call, &conf.ipam.plugin_type)
     }
 
     /// As the reference: the sandbox, the addresses and the routes (the

@@ -3,7 +3,7 @@
 //! cmdCheck.
 
 use cni_plugin_sdk::config::{self, Dns, IpamConf, no_dns};
-use cni_plugin_sdk::error::{Context, Errors, Result, internal, invalid_config};
+use cni_plugin_sdk::error::{Context, Result, internal, invalid_config};
 use cni_plugin_sdk::iface::{self, container_interface};
 use cni_plugin_sdk::links::{self, LinkKind, LinkOptions, VlanOptions};
 use cni_plugin_sdk::namespaces::{self, Netns};
@@ -97,12 +97,7 @@ impl cni_plugin_sdk::Plugin for Vlan {
     /// reservation): the kernel deleted the VLAN with its master.
     fn del(call: &Invocation) -> Result<()> {
         let conf: NetConf = config::parse(&call.config)?;
-        let mut errors = Errors::new();
-        if !conf.ipam.plugin_type.is_empty() {
-            errors.keep(ipam::exec_del(&conf.ipam.plugin_type));
-        }
-        errors.keep(iface::delete_container_link(call));
-        errors.finish()
+        iface::del_ipam_and_container_link(call, &conf.ipam.plugin_type)
     }
 
     fn check(call: &Invocation) -> Result<()> {
