@@ -52,8 +52,14 @@ const TEMPLATE_LIB: &str = include_str!("../../plugins-wasm/kit/template/src/lib
 const TEMPLATE_README: &str = include_str!("../../plugins-wasm/kit/template/README.md.in");
 
 /// Where `new` puts the vendored SDK; its bindings read `../../wit`, so the
-/// contract lands in the crate's own `wit/`, next to the plugin's code.
-const VENDORED_SDK: &str = "vendor/cni-plugin-sdk";
+/// contract lands in the crate's own `wit/`, next to the plugin's code. The
+/// version is in the name because cargo tells path dependencies apart by
+/// their path within the workspace: plugins vendoring different SDKs could
+/// otherwise share one build of it in a shared CARGO_TARGET_DIR.
+fn vendored_sdk() -> String {
+    let version = inherited("[workspace.package]", "version").unwrap_or_default();
+    format!("vendor/cni-plugin-sdk-{}", version.trim_matches('"'))
+}
 
 /// `cni-wasm new PLUGIN [DIR] [--sdk PATH]`.
 pub fn new_plugin(args: &[&str]) -> Result<(), String> {
@@ -94,14 +100,14 @@ pub fn new_plugin(args: &[&str]) -> Result<(), String> {
             path.display().to_string()
         }
         None => {
-            write(&format!("{VENDORED_SDK}/Cargo.toml"), &standalone_sdk_manifest()?)?;
+            write(&format!("{}/Cargo.toml", vendored_sdk()), &standalone_sdk_manifest()?)?;
             for (file, contents) in SDK_SOURCES {
-                write(&format!("{VENDORED_SDK}/src/{file}"), contents)?;
+                write(&format!("{}/src/{file}", vendored_sdk()), contents)?;
             }
             for (file, contents) in WIT_FILES {
                 write(&format!("wit/{file}"), contents)?;
             }
-            VENDORED_SDK.to_string()
+            vendored_sdk()
         }
     };
     let crate_name = name.replace('-', "_");
@@ -120,7 +126,7 @@ pub fn new_plugin(args: &[&str]) -> Result<(), String> {
 
     let where_sdk = match sdk {
         Some(_) => format!("the SDK at {sdk_dependency}"),
-        None => format!("the SDK vendored in {VENDORED_SDK}, the contract in wit/"),
+        None => format!("the SDK vendored in {}, the contract in wit/", vendored_sdk()),
     };
     println!("created plugin {name} in {} ({where_sdk})", dir.display());
     println!("build:    cd {} && cargo build --release --target wasm32-wasip2", dir.display());
@@ -153,24 +159,26 @@ fn check_plugin_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A `key = value` of the guest workspace's `section`, as written.
+fn inherited(section: &str, key: &str) -> Option<String> {
+    let mut current = "";
+    for line in GUEST_WORKSPACE.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            current = line;
+        } else if current == section
+            && let Some((k, v)) = line.split_once('=')
+            && k.trim() == key
+        {
+            return Some(v.trim().to_string());
+        }
+    }
+    None
+}
+
 /// The SDK's Cargo.toml with what it inherits from the guest workspace
 /// written out, so the vendored copy builds on its own.
 fn standalone_sdk_manifest() -> Result<String, String> {
-    let inherited = |section: &str, key: &str| -> Option<String> {
-        let mut current = "";
-        for line in GUEST_WORKSPACE.lines() {
-            let line = line.trim();
-            if line.starts_with('[') {
-                current = line;
-            } else if current == section
-                && let Some((k, v)) = line.split_once('=')
-                && k.trim() == key
-            {
-                return Some(v.trim().to_string());
-            }
-        }
-        None
-    };
     let mut out = format!(
         "# Vendored by `cni-wasm new` from cni-wasm {} (contract cni-wasm:plugin@{}).\n",
         env!("CARGO_PKG_VERSION"),
@@ -605,6 +613,7 @@ mod tests {
         let manifest = standalone_sdk_manifest().unwrap();
         assert!(!manifest.contains("workspace"), "{manifest}");
         assert!(manifest.contains("name = \"cni-plugin-sdk\"") && manifest.contains("wit-bindgen = "), "{manifest}");
+        assert_eq!(vendored_sdk(), format!("vendor/cni-plugin-sdk-{}", env!("CARGO_PKG_VERSION")));
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! The crates are built with the real toolchain, `--offline` (the
 //! dependencies are the built-in plugins', which `cargo build --release`
 //! has fetched), into one target directory, target/kit, so the builds
-//! share their compiled dependencies.
+//! share their compiled dependencies (all but the one with a changed
+//! contract, which has its own).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -24,7 +25,12 @@ const GATEWAY: &str = "10.77.0.1";
 /// `cargo build --release --target wasm32-wasip2 --offline` of the crate
 /// in `dir`; returns its component.
 fn build(dir: &Path, crate_name: &str) -> PathBuf {
-    let target = target_dir().join("kit");
+    build_in(dir, crate_name, "kit")
+}
+
+/// [`build`] into target/`target`.
+fn build_in(dir: &Path, crate_name: &str, target: &str) -> PathBuf {
+    let target = target_dir().join(target);
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut command = Command::new(cargo);
     command.args(["build", "--release", "--target", "wasm32-wasip2", "--offline"]).current_dir(dir);
@@ -157,7 +163,7 @@ fn a_new_plugin_builds_outside_the_workspace_and_runs_as_a_third_party() {
     let dir = work.join("demo-plugin");
     let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
     assert!(manifest.contains("\n[workspace]\n") && manifest.contains(r#"crate-type = ["cdylib"]"#), "{manifest}");
-    assert!(dir.join("wit/plugin.wit").is_file() && dir.join("vendor/cni-plugin-sdk/src/lib.rs").is_file());
+    assert!(dir.join("wit/plugin.wit").is_file() && dir.join("vendor/cni-plugin-sdk-0.1.0/src/lib.rs").is_file());
     // A second `new` into the same directory refuses to overwrite it.
     let again = Command::new(cni_wasm_binary()).args(["new", "demo-plugin"]).current_dir(&work.path).output().unwrap();
     assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("not empty"));
@@ -348,7 +354,10 @@ fn a_component_built_against_another_contract_is_refused_by_inspect_and_by_a_run
     let wit = std::fs::read_to_string(&types).unwrap();
     assert!(wit.starts_with("package cni-wasm:plugin@0.1.0;"), "{wit}");
     std::fs::write(&types, wit.replacen("@0.1.0;", "@0.2.0;", 1)).unwrap();
-    let wasm = build(&dir, "contract_next");
+    // Not in target/kit: cargo tells the vendored SDKs apart by their path
+    // within their crate, the same for both, so the demo plugin's build
+    // could pick up this one's SDK of another contract.
+    let wasm = build_in(&dir, "contract_next", "kit-contract");
 
     let policy = json!({"plugins": {"contract-next": {"capabilities": ["links"]}}});
     let kit = Kit::new("kit-contract", "contract-next", &wasm, policy);
