@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::rc::Rc;
 
-use crate::context::Process;
 use crate::imports::capability_name;
 use crate::policy::PolicyFile;
+use crate::process::Process;
 use crate::registry::{self, Registry};
 use crate::runtime::Runtime;
 

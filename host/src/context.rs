@@ -12,17 +12,15 @@ use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
 
 use crate::journal::Journal;
-use crate::policy::{Grants, PolicyFile};
+use crate::policy::Grants;
 use crate::protocol::config::RequestConfig;
 use crate::protocol::env::Environment;
-use crate::registry::Registry;
-use crate::runtime::Runtime;
 
-/// One process: shared by the top-level plugin and every in-process delegate.
-pub struct Process {
-    pub runtime: Runtime,
-    pub registry: Registry,
-    pub policy: PolicyFile,
+/// What every store of one process shares (the plugin the runtime ran and
+/// each in-process delegate): the namespaces, the deadline, the audit log.
+/// No engine, linker or registry: the store's data reaches other plugins
+/// only through the [`Delegator`] it is given.
+pub struct Session {
     /// The audit log, when one is asked for.
     pub audit: Option<crate::audit::Audit>,
     pub host_ns: Rc<Netns>,
@@ -31,16 +29,10 @@ pub struct Process {
     deadline: Cell<Instant>,
 }
 
-impl Process {
-    pub fn new(runtime: Runtime, registry: Registry, policy: PolicyFile) -> Self {
-        Process {
-            runtime,
-            registry,
-            audit: crate::audit::Audit::open(policy.audit.as_deref()).unwrap_or_else(|e| {
-                crate::log::log(crate::log::Level::Error, "cni-wasm", format_args!("{e}"));
-                None
-            }),
-            policy,
+impl Session {
+    pub fn new(audit: Option<crate::audit::Audit>) -> Self {
+        Session {
+            audit,
             host_ns: Rc::new(Netns::host()),
             container_ns: RefCell::new(None),
             // Until the plugin the runtime ran is granted its own timeout.
@@ -53,16 +45,8 @@ impl Process {
         self.deadline.get()
     }
 
-    /// Sets the invocation's deadline and starts the watchdog for it. The
-    /// plugin is stopped a tenth of the time (at most 2 s) before the
-    /// deadline, so that undoing a failed ADD, delegates included, has that
-    /// long within it.
-    pub fn set_deadline(&self, timeout: Duration) {
-        let now = Instant::now();
-        let deadline = now + timeout;
-        let reserve = (timeout / 10).min(Duration::from_secs(2));
+    pub fn set_deadline(&self, deadline: Instant) {
         self.deadline.set(deadline);
-        self.runtime.start_watchdog(deadline - reserve, deadline);
     }
 
     /// The container namespace at `path` if it is already open.
@@ -81,6 +65,20 @@ impl Process {
         *self.container_ns.borrow_mut() = Some((path.to_string(), ns.clone()));
         Ok(ns)
     }
+}
+
+/// How a running plugin reaches another (`delegation.invoke`): injected
+/// into each store, so that the store's data does not own the runtime that
+/// runs it (see delegate.rs for what a delegation may do).
+pub trait Delegator {
+    fn delegate(
+        self: Rc<Self>,
+        parent: &Call,
+        parent_grants: &Grants,
+        plugin_type: &str,
+        command: crate::protocol::env::Command,
+        stdin: Vec<u8>,
+    ) -> Result<Option<crate::protocol::result::CniResult>, crate::protocol::error::CniError>;
 }
 
 /// One plugin invocation (ADD, DEL, CHECK, STATUS, GC, or describe).
@@ -122,7 +120,8 @@ pub struct Limit {
 pub const MAX_LOG_BYTES: usize = 1 << 20;
 
 pub struct HostState {
-    pub process: Rc<Process>,
+    pub session: Rc<Session>,
+    pub delegator: Rc<dyn Delegator>,
     pub call: Rc<Call>,
     pub grants: Grants,
     pub table: ResourceTable,
@@ -145,7 +144,7 @@ pub struct HostState {
 }
 
 impl HostState {
-    pub fn new(process: Rc<Process>, call: Rc<Call>, grants: Grants) -> Self {
+    pub fn new(session: Rc<Session>, delegator: Rc<dyn Delegator>, call: Rc<Call>, grants: Grants) -> Self {
         let limits = Self::limits_for(&grants);
         let journal = if call.env.command == crate::protocol::env::Command::Add {
             Journal::recording()
@@ -153,7 +152,8 @@ impl HostState {
             Journal::default()
         };
         HostState {
-            process,
+            session,
+            delegator,
             call,
             grants,
             table: ResourceTable::new(),
@@ -171,7 +171,7 @@ impl HostState {
 
     /// Writes the audit line of the call in progress, if one is pending.
     pub fn audit_verdict(&self, verdict: &str) {
-        if let (Some(audit), Some(entry)) = (&self.process.audit, self.audit_pending.borrow_mut().take()) {
+        if let (Some(audit), Some(entry)) = (&self.session.audit, self.audit_pending.borrow_mut().take()) {
             audit.write(&entry, verdict);
         }
     }

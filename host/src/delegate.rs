@@ -9,9 +9,10 @@
 
 use std::rc::Rc;
 
-use crate::context::{Call, Limit, Origin, Process};
+use crate::context::{Call, Limit, Origin};
 use crate::dispatch::{self, Response};
 use crate::policy::Grants;
+use crate::process::Process;
 use crate::protocol::config::RequestConfig;
 use crate::protocol::env::Command;
 use crate::protocol::error::{CniError, code};

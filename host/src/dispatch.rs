@@ -8,13 +8,14 @@ use std::rc::Rc;
 use wasmtime::Store;
 
 use crate::bindings::cni_wasm::plugin::cni;
-use crate::context::{Call, HostState, Origin, Process};
+use crate::context::{Call, HostState, Origin};
 use crate::imports::convert::{result_from_wit, result_to_wit};
 use crate::imports::namespaces::Which;
 use crate::journal::Entry;
 use crate::ledger::{self, Ledger};
 use crate::log::log_at;
 use crate::policy::Grants;
+use crate::process::Process;
 use crate::protocol::config::RequestConfig;
 use crate::protocol::env::{Command, Environment};
 use crate::protocol::error::{CniError, code};
@@ -51,7 +52,7 @@ pub fn invoke(
     crate::timing::mark("load component");
     let command = env.command;
     let call = Rc::new(Call { plugin: plugin.to_string(), env, config, origin });
-    let state = HostState::new(process.clone(), call.clone(), Grants::none(plugin));
+    let state = HostState::new(process.session.clone(), process.clone(), call.clone(), Grants::none(plugin));
     let imports = process.runtime.contract_imports(&loaded.component);
     check_contract(plugin, &imports)?;
     let (store, bindings) = process
@@ -103,7 +104,7 @@ pub fn invoke(
     store.data_mut().limits = HostState::limits_for(&grants);
     store.data_mut().grants = grants;
     // Keyed by the cookie, which no later namespace reuses (an inode is).
-    let ledger = process.host_ns.cookie().ok().and_then(|ns| Ledger::open(ns, &config.name, plugin));
+    let ledger = process.session.host_ns.cookie().ok().and_then(|ns| Ledger::open(ns, &config.name, plugin));
     let attachment = ledger::Attachment { container_id: &call.env.container_id, ifname: &call.env.ifname };
     if let (Some(ledger), Command::Del | Command::Check) = (&ledger, command) {
         // What this attachment's ADD created is its DEL's to remove.
@@ -461,7 +462,7 @@ pub fn describe_component(
     let env = Environment::read(|key| (key == "CNI_COMMAND").then(|| "VERSION".to_string()))?;
     let call =
         Rc::new(Call { plugin: plugin.to_string(), env, config: RequestConfig::empty(), origin: Origin::default() });
-    let state = HostState::new(process.clone(), call, Grants::none(plugin));
+    let state = HostState::new(process.session.clone(), process.clone(), call, Grants::none(plugin));
     let (mut store, bindings) = process
         .runtime
         .instantiate(component, state)

@@ -9,9 +9,10 @@ use std::rc::Rc;
 
 use cni_wasm_capabilities::netns::Netns;
 
-use crate::context::{Origin, Process};
+use crate::context::Origin;
 use crate::dispatch::{self, Response};
 use crate::policy::PolicyFile;
+use crate::process::Process;
 use crate::protocol::config::RequestConfig;
 use crate::protocol::env::{Command, Environment};
 use crate::protocol::error::{CniError, code};
@@ -112,7 +113,7 @@ fn check_not_own_netns(env: &Environment, process: &Process) -> Result<(), CniEr
         return Ok(());
     }
     let Ok(target) = Netns::open(path) else { return Ok(()) };
-    match target.same_as(&process.host_ns) {
+    match target.same_as(&process.session.host_ns) {
         Ok(true) => {
             Err(CniError::new(code::INVALID_NETNS, "plugin's netns and netns from CNI_NETNS should not be the same"))
         }

@@ -16,10 +16,10 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::bindings::cni_wasm::plugin::cni::{Manifest, ObjectDefault, ObjectRole};
-use crate::context::Process;
 use crate::dispatch;
 use crate::imports::capability_name;
 use crate::policy::{DEFAULT_POLICY_PATH, Grants, PluginPolicy, PolicyFile};
+use crate::process::Process;
 use crate::protocol::config::RequestConfig;
 use crate::registry::{self, Registry};
 use crate::runtime::Runtime;

@@ -14,6 +14,7 @@ mod kit;
 mod ledger;
 mod log;
 mod policy;
+mod process;
 mod protocol;
 mod registry;
 mod runtime;

@@ -21,7 +21,7 @@ impl Host for HostState {
 
     fn sleep(&mut self, milliseconds: u32) -> CallResult<()> {
         let wake = Instant::now() + Duration::from_millis(milliseconds.into());
-        let deadline = self.process.deadline();
+        let deadline = self.session.deadline();
         if wake > deadline {
             std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
             return Err(Error::new(

@@ -30,14 +30,8 @@ impl Host for HostState {
             Command::Gc => env::Command::Gc,
         };
         let stdin = config.map(String::into_bytes).unwrap_or_else(|| self.call.config.raw.clone());
-        match crate::delegate::run(
-            &self.process.clone(),
-            &self.call.clone(),
-            &self.grants,
-            &plugin_type,
-            command,
-            stdin.clone(),
-        ) {
+        let call = self.call.clone();
+        match self.delegator.clone().delegate(&call, &self.grants, &plugin_type, command, stdin.clone()) {
             Ok(result) => {
                 if command == env::Command::Add {
                     self.journal.record(Entry::DelegateAdded { plugin_type, stdin });

@@ -38,7 +38,7 @@ impl Host for HostState {
             .map_err(|e| Error::from_io(&e, format!("making CNI_NETNS {netns} absolute")))?
             .to_string_lossy()
             .into_owned();
-        let deadline = self.process.deadline();
+        let deadline = self.session.deadline();
         let wire_request = Request::Acquire {
             key: self.lease_key(),
             netns,
@@ -59,7 +59,7 @@ impl Host for HostState {
         self.require_on(Capability::Dhcp, "dhcp.release", &socket)?;
         self.check_socket(&socket)?;
         let request = Request::Release { key: self.lease_key() };
-        wire::ask(Path::new(&socket), &request, self.process.deadline())?;
+        wire::ask(Path::new(&socket), &request, self.session.deadline())?;
         Ok(())
     }
 
@@ -67,13 +67,13 @@ impl Host for HostState {
         self.require_on(Capability::Dhcp, "dhcp.held", &socket)?;
         self.check_socket(&socket)?;
         let request = Request::Held { key: self.lease_key() };
-        Ok(wire::ask(Path::new(&socket), &request, self.process.deadline())?.as_ref().map(lease_to_wit))
+        Ok(wire::ask(Path::new(&socket), &request, self.session.deadline())?.as_ref().map(lease_to_wit))
     }
 
     fn status(&mut self, socket: String) -> CallResult<()> {
         self.require_on(Capability::Dhcp, "dhcp.status", &socket)?;
         self.check_socket(&socket)?;
-        wire::ask(Path::new(&socket), &Request::Status, self.process.deadline())?;
+        wire::ask(Path::new(&socket), &Request::Status, self.session.deadline())?;
         Ok(())
     }
 
@@ -89,7 +89,7 @@ impl Host for HostState {
             .map(|a| (a.container_id, a.ifname))
             .collect();
         let request = Request::Gc { network: self.call.config.name.clone(), valid };
-        wire::ask(Path::new(&socket), &request, self.process.deadline())?;
+        wire::ask(Path::new(&socket), &request, self.session.deadline())?;
         Ok(())
     }
 }

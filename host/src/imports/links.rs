@@ -52,7 +52,7 @@ impl HostState {
             return Ok(());
         }
         if self.grants.default_route_parent() {
-            let host = self.process.host_ns.clone();
+            let host = self.session.host_ns.clone();
             if cni_wasm_capabilities::routes::default_route_link(&host)?.as_deref() == Some(name) {
                 return Ok(());
             }
@@ -327,7 +327,7 @@ impl Host for HostState {
             )
             .into());
         }
-        let host = self.process.host_ns.clone();
+        let host = self.session.host_ns.clone();
         let Some(device) = cni_wasm_capabilities::devices::find(&host, &native_selector)? else { return Ok(None) };
         if let Some(found) = &device.link {
             self.found_host_devices.insert(found.name.clone());

@@ -147,7 +147,7 @@ impl HostState {
     /// audit log.
     pub fn require_on(&self, capability: Capability, call: &str, object: &dyn std::fmt::Debug) -> CallResult<()> {
         crate::timing::mark(call);
-        if self.process.audit.is_some() {
+        if self.session.audit.is_some() {
             // The previous call got this far without an error: it succeeded.
             self.audit_verdict("ok");
             *self.audit_pending.borrow_mut() = Some(crate::audit::Entry {

@@ -37,7 +37,7 @@ impl HostState {
             ))
             .into());
         };
-        if let Some(open) = self.process.open_container_ns(path) {
+        if let Some(open) = self.session.open_container_ns(path) {
             return Ok(open);
         }
         if !cni_wasm_capabilities::netns::exists(path) {
@@ -45,12 +45,12 @@ impl HostState {
                 Error::not_found(format!("{}: container netns {path} does not exist", self.grants.plugin)).into()
             );
         }
-        Ok(self.process.container_ns(path)?)
+        Ok(self.session.container_ns(path)?)
     }
 
     pub fn namespace(&self, which: Which) -> CallResult<Rc<Netns>> {
         match which {
-            Which::Host => Ok(self.process.host_ns.clone()),
+            Which::Host => Ok(self.session.host_ns.clone()),
             Which::Container => self.container_netns(),
         }
     }

@@ -34,14 +34,14 @@ impl Host for HostState {
         ownership::check_nft_batch(&batch, &self.grants.nft_tables)
             .map_err(|why| self.refuse("netfilter.nft-apply", why))?;
         if !self.journal.is_recording() {
-            return Ok(native::nft_apply(&netns, &batch, self.process.deadline())?);
+            return Ok(native::nft_apply(&netns, &batch, self.session.deadline())?);
         }
         // What existed before decides what undoing the batch may delete.
         let existed = |family: &str, table: &str, object: native::NftObject<'_>| {
             native::nft_object_exists(&netns, family, table, object).unwrap_or(true)
         };
         let plan = undo::NftPlan::before(&batch, &existed);
-        let echo = native::nft_apply_echo(&netns, &batch, self.process.deadline())?;
+        let echo = native::nft_apply_echo(&netns, &batch, self.session.deadline())?;
         let echo = serde_json::from_str(&echo).unwrap_or_default();
         self.journal.record(Entry::NftApplied { ns: which, undo: plan.after(&echo) });
         Ok(())
@@ -56,7 +56,7 @@ impl Host for HostState {
         self.require_on(Capability::Netfilter, "netfilter.nft-list-table", &table)?;
         let (_, netns) = self.netns(&ns)?;
         ownership::check_nft_name(&family, &table).map_err(|why| self.refuse("netfilter.nft-list-table", why))?;
-        Ok(native::nft_list_table(&netns, &family, &table, self.process.deadline())?)
+        Ok(native::nft_list_table(&netns, &family, &table, self.session.deadline())?)
     }
 
     fn iptables_restore(
@@ -72,7 +72,7 @@ impl Host for HostState {
         ownership::check_iptables_rules(&rules, &|chain| self.owns_chain(chain))
             .map_err(|why| self.refuse("netfilter.iptables-restore", why))?;
         let family = family_from_wit(family);
-        native::iptables_restore(&netns, family, &table, &rules, self.process.deadline())?;
+        native::iptables_restore(&netns, family, &table, &rules, self.session.deadline())?;
         if self.journal.is_recording() {
             let undo = undo::iptables(&rules);
             if !undo.is_empty() {
@@ -86,26 +86,26 @@ impl Host for HostState {
         self.require_on(Capability::Netfilter, "netfilter.iptables-save", &table)?;
         let (_, netns) = self.netns(&ns)?;
         ownership::check_table_name(&table).map_err(|why| self.refuse("netfilter.iptables-save", why))?;
-        Ok(native::iptables_save(&netns, family_from_wit(family), &table, self.process.deadline())?)
+        Ok(native::iptables_save(&netns, family_from_wit(family), &table, self.session.deadline())?)
     }
 
     fn firewalld_running(&mut self) -> wasmtime::Result<bool> {
-        Ok(self.grants.has(Capability::Netfilter) && cni_wasm_capabilities::firewalld::running(self.process.deadline()))
+        Ok(self.grants.has(Capability::Netfilter) && cni_wasm_capabilities::firewalld::running(self.session.deadline()))
     }
 
     fn firewalld_add_source(&mut self, zone: String, source: String) -> CallResult<()> {
         self.require_on(Capability::Netfilter, "netfilter.firewalld-add-source", &zone)?;
-        Ok(cni_wasm_capabilities::firewalld::add_source(&zone, &source, self.process.deadline())?)
+        Ok(cni_wasm_capabilities::firewalld::add_source(&zone, &source, self.session.deadline())?)
     }
 
     fn firewalld_remove_source(&mut self, zone: String, source: String) -> CallResult<()> {
         self.require_on(Capability::Netfilter, "netfilter.firewalld-remove-source", &zone)?;
-        Ok(cni_wasm_capabilities::firewalld::remove_source(&zone, &source, self.process.deadline())?)
+        Ok(cni_wasm_capabilities::firewalld::remove_source(&zone, &source, self.session.deadline())?)
     }
 
     fn firewalld_query_source(&mut self, zone: String, source: String) -> CallResult<bool> {
         self.require_on(Capability::Netfilter, "netfilter.firewalld-query-source", &zone)?;
-        Ok(cni_wasm_capabilities::firewalld::query_source(&zone, &source, self.process.deadline())?)
+        Ok(cni_wasm_capabilities::firewalld::query_source(&zone, &source, self.session.deadline())?)
     }
 }
 

@@ -75,7 +75,7 @@ impl HostState {
                 self.refuse_route(doing, "a route in the host netns may not replace one (it may be another's)".into())
             );
         }
-        let host = self.process.host_ns.clone();
+        let host = self.session.host_ns.clone();
         let Ok(covering) = native::covering_route(&host, destination.address) else { return Ok(()) };
         if covering.destination.prefix_len == 0 {
             return Ok(());

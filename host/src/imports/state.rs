@@ -56,7 +56,7 @@ impl Host for HostState {
     }
 
     fn lock(&mut self, path: String) -> CallResult<Resource<LockHandle>> {
-        let deadline = self.process.deadline();
+        let deadline = self.session.deadline();
         let lock = self.state("state.lock")?.lock(&path, deadline)?;
         Ok(self.table.push(LockHandle { _lock: lock })?)
     }

@@ -19,7 +19,7 @@ impl HostState {
     /// veth, checked from both ends.
     fn is_container_peer(&self, name: &str) -> CallResult<bool> {
         let Ok(container) = self.container_netns() else { return Ok(false) };
-        let host = self.process.host_ns.clone();
+        let host = self.session.host_ns.clone();
         let (Some(inner), Some(outer)) = (links::get(&container, &self.call.env.ifname)?, links::get(&host, name)?)
         else {
             return Ok(false);
