@@ -14,7 +14,21 @@ use crate::bindings::cni_wasm::plugin::types::IpFamily;
 use crate::context::HostState;
 use crate::journal::Entry;
 
+/// The most table text (nft JSON, iptables-save) handed to a plugin: a
+/// node's real tables are far smaller, and a plugin that filled its own
+/// table must not make the host copy gigabytes into its memory.
+const MAX_TABLE_TEXT: usize = 16 << 20;
+
 impl HostState {
+    fn bounded(&self, call: &str, text: String) -> CallResult<String> {
+        if text.len() > MAX_TABLE_TEXT {
+            let why =
+                format!("the table's text is {} bytes, more than the {MAX_TABLE_TEXT} passed to a plugin", text.len());
+            return Err(self.refuse(call, why));
+        }
+        Ok(text)
+    }
+
     fn refuse(&self, call: &str, why: String) -> super::CallError {
         Error::new(ErrorKind::Denied, format!("{}: {call} refused: {why}", self.grants.plugin)).into()
     }
@@ -56,7 +70,10 @@ impl Host for HostState {
         self.require_on(Capability::Netfilter, "netfilter.nft-list-table", &table)?;
         let (_, netns) = self.netns(&ns)?;
         ownership::check_nft_name(&family, &table).map_err(|why| self.refuse("netfilter.nft-list-table", why))?;
-        Ok(native::nft_list_table(&netns, &family, &table, self.session.deadline())?)
+        match native::nft_list_table(&netns, &family, &table, self.session.deadline())? {
+            Some(text) => Ok(Some(self.bounded("netfilter.nft-list-table", text)?)),
+            None => Ok(None),
+        }
     }
 
     fn iptables_restore(
@@ -86,7 +103,8 @@ impl Host for HostState {
         self.require_on(Capability::Netfilter, "netfilter.iptables-save", &table)?;
         let (_, netns) = self.netns(&ns)?;
         ownership::check_table_name(&table).map_err(|why| self.refuse("netfilter.iptables-save", why))?;
-        Ok(native::iptables_save(&netns, family_from_wit(family), &table, self.session.deadline())?)
+        let text = native::iptables_save(&netns, family_from_wit(family), &table, self.session.deadline())?;
+        self.bounded("netfilter.iptables-save", text)
     }
 
     fn firewalld_running(&mut self) -> wasmtime::Result<bool> {
