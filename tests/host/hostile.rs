@@ -22,7 +22,11 @@ use Expect::*;
 /// Runs every attack in `attacks` against one scratch host and fails with
 /// the list of those that were not contained.
 fn assert_all_contained(tag: &str, attacks: &[(&str, Value, Expect)]) {
-    let scratch = ScratchHost::new(tag);
+    assert_contained_on(&ScratchHost::new(tag), attacks);
+}
+
+/// As [`assert_all_contained`], on a scratch host the test prepared.
+fn assert_contained_on(scratch: &ScratchHost, attacks: &[(&str, Value, Expect)]) {
     let mut escaped = Vec::new();
     for (attack, extra, expect) in attacks {
         let before = scratch.snapshot();
@@ -235,18 +239,7 @@ fn state_and_files_stay_inside_what_the_policy_names() {
         ("file-read", json!({"path": "/etc/shadow", "file": "/etc/shadow"}), Refused("refused")),
         ("file-read", json!({"path": "/etc/shadow", "args": {"cni": {"file": "/etc/shadow"}}}), Refused("refused")),
     ];
-    let mut escaped = Vec::new();
-    for (attack, extra, expect) in &attacks {
-        let before = scratch.snapshot();
-        let out = scratch.run_attack(attack, extra);
-        if let Some(failure) = verdict(&out, expect) {
-            escaped.push(format!("{attack} {extra}: {failure}"));
-        }
-        if let Err(changes) = scratch.unchanged_since(&before) {
-            escaped.push(format!("{attack} {extra}: changed the host:\n{changes}"));
-        }
-    }
-    assert!(escaped.is_empty(), "{} attacks got through:\n{}", escaped.len(), escaped.join("\n"));
+    assert_contained_on(&scratch, &attacks);
     let planted = scratch.state.join("planted");
     assert_eq!(std::fs::read_link(&planted).unwrap(), scratch.canary.path);
 }
@@ -302,18 +295,7 @@ fn delegation_cannot_make_a_built_in_a_confused_deputy() {
             Refused("refused"),
         ),
     ];
-    let mut escaped = Vec::new();
-    for (attack, extra, expect) in &attacks {
-        let before = scratch.snapshot();
-        let out = scratch.run_attack(attack, extra);
-        if let Some(failure) = verdict(&out, expect) {
-            escaped.push(format!("{attack} {extra}: {failure}"));
-        }
-        if let Err(changes) = scratch.unchanged_since(&before) {
-            escaped.push(format!("{attack} {extra}: changed the host:\n{changes}"));
-        }
-    }
-    assert!(escaped.is_empty(), "{} attacks got through:\n{}", escaped.len(), escaped.join("\n"));
+    assert_contained_on(&scratch, &attacks);
 }
 
 #[test]
