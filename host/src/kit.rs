@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use crate::bindings::cni_wasm::plugin::cni::{Manifest, ObjectDefault, ObjectRole};
 use crate::dispatch;
 use crate::imports::capability_name;
-use crate::policy::{DEFAULT_POLICY_PATH, Grants, PluginPolicy, PolicyFile};
+use crate::policy::{DEFAULT_POLICY_PATH, Grants, PolicyFile};
 use crate::process::Process;
 use crate::protocol::config::RequestConfig;
 use crate::registry::{self, Registry};
@@ -512,10 +512,8 @@ fn grant_json(
         .objects
         .iter()
         .map(|o| {
-            let patterns = entry.and_then(|e| patterns_for(e, o.role));
-            let runtime_key = ["args", "runtimeConfig", "prevResult"]
-                .iter()
-                .any(|k| o.key.split('.').next().is_some_and(|first| first.eq_ignore_ascii_case(k)));
+            let patterns = entry.and_then(|e| e.patterns_for(o.role));
+            let runtime_key = crate::policy::is_runtime_key(&o.key);
             let listed = entry
                 .and_then(|e| e.runtime_keys.as_ref())
                 .is_some_and(|keys| keys.iter().any(|k| k.eq_ignore_ascii_case(&o.key)));
@@ -576,15 +574,6 @@ fn grant_json(
         "limits": {"timeoutMs": grants.timeout.as_millis() as u64, "memoryMiB": grants.memory_bytes >> 20,
                    "maxCalls": grants.max_calls},
     })
-}
-
-fn patterns_for(entry: &PluginPolicy, role: ObjectRole) -> Option<&Vec<String>> {
-    match role {
-        ObjectRole::Parent | ObjectRole::Managed | ObjectRole::Movable => entry.host_links.as_ref(),
-        ObjectRole::File => entry.readable_files.as_ref(),
-        ObjectRole::Chain => entry.iptables_chains.as_ref(),
-        ObjectRole::Socket => entry.daemon_sockets.as_ref(),
-    }
 }
 
 #[cfg(test)]

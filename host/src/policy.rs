@@ -79,6 +79,18 @@ pub struct PluginPolicy {
     pub limits: Limits,
 }
 
+impl PluginPolicy {
+    /// The patterns a role-keyed object's value must match, if listed.
+    pub fn patterns_for(&self, role: ObjectRole) -> Option<&Vec<String>> {
+        match role {
+            ObjectRole::Parent | ObjectRole::Managed | ObjectRole::Movable => self.host_links.as_ref(),
+            ObjectRole::File => self.readable_files.as_ref(),
+            ObjectRole::Chain => self.iptables_chains.as_ref(),
+            ObjectRole::Socket => self.daemon_sockets.as_ref(),
+        }
+    }
+}
+
 impl PolicyFile {
     /// Reads the policy; a missing file is an empty policy.
     pub fn load() -> Result<PolicyFile, String> {
@@ -140,7 +152,7 @@ pub struct Grants {
 }
 
 /// Keys whose values a pod or an earlier plugin chose, not the admin.
-fn is_runtime_key(key: &str) -> bool {
+pub fn is_runtime_key(key: &str) -> bool {
     let first = key.split('.').next().unwrap_or_default();
     ["args", "runtimeConfig", "prevResult"].iter().any(|k| k.eq_ignore_ascii_case(first))
 }
@@ -207,12 +219,7 @@ impl Grants {
             {
                 continue;
             }
-            let patterns = match object.role {
-                ObjectRole::Parent | ObjectRole::Managed | ObjectRole::Movable => listed(|e| &e.host_links),
-                ObjectRole::File => listed(|e| &e.readable_files),
-                ObjectRole::Chain => listed(|e| &e.iptables_chains),
-                ObjectRole::Socket => listed(|e| &e.daemon_sockets),
-            };
+            let patterns = entry.and_then(|e| e.patterns_for(object.role));
             let name = match (config.string(&object.key).filter(|v| !v.is_empty()), &object.default) {
                 (Some(value), _) => value.to_string(),
                 (None, ObjectDefault::Name(name)) => name.clone(),
