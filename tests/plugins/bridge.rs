@@ -238,6 +238,34 @@ fn check_fails_when_the_container_address_is_gone() {
     assert!(ours.check(&conflist, "a", &a, &[]).is_err(), "CHECK notices the missing address");
 }
 
+/// A bridge whose MAC the kernel chose follows its lowest port MAC. Ours is
+/// created with its MAC set, so a port joining later (here one with the
+/// lowest possible random MAC) changes nothing and CHECK still passes. The
+/// reference pins the MAC only when it adds a gateway address, so an L2
+/// bridge's MAC moves and its CHECK fails (MAC churn, plugins.md bug theme 7).
+#[test]
+fn a_port_joining_later_keeps_the_bridge_mac_where_the_reference_check_fails() {
+    let conflist = conflist(bridge(json!({})));
+    for side in [Side::ours("br-mac"), Side::reference("br-mac-r")] {
+        let a = Netns::new(&format!("{}-a", side.host.name));
+        let result = side.add(&conflist, "a", &a, &[]).unwrap();
+        let reported = result["interfaces"][0]["mac"].as_str().unwrap().to_string();
+        side.exec("ip", &["link", "add", "brmac-low", "type", "veth", "peer", "name", "brmac-lowp"]);
+        side.exec("ip", &["link", "set", "brmac-low", "address", "02:00:00:00:00:00", "master", BRIDGE, "up"]);
+        let bridge_mac = side.host.ip_json(&["link", "show", BRIDGE])[0]["address"].as_str().unwrap().to_string();
+        let check = side.check(&conflist, "a", &a, &[]);
+        if side.name == "cni-wasm" {
+            assert_eq!(bridge_mac, reported, "the bridge keeps the MAC its ADD reported");
+            check.expect("CHECK after a port with a lower MAC joined");
+        } else {
+            assert_eq!(bridge_mac, "02:00:00:00:00:00", "the reference's bridge follows its lowest port");
+            let error = check.expect_err("the reference's CHECK notices the moved MAC");
+            assert!(error.contains("Mac doesn't match"), "{error}");
+        }
+        side.del(&conflist, "a", &a, &[]).unwrap();
+    }
+}
+
 #[test]
 fn del_succeeds_twice_for_unknown_containers_and_after_the_netns_is_gone() {
     let ours = Side::ours("br-del");

@@ -232,8 +232,16 @@ fn with_netfilter_lock<T>(work: impl FnOnce() -> Result<T>) -> Result<T> {
 
 /// Creates the bridge unless it exists (an existing bridge is not
 /// reconfigured), then promisc, no router advertisements, up.
+///
+/// A new bridge is created with its MAC set. A bridge whose MAC the kernel
+/// chose takes the lowest MAC of its ports and changes as they come and go,
+/// which breaks the CHECK of every earlier attachment. The reference pins the
+/// MAC only after adding a gateway address, so an L2 bridge keeps changing,
+/// and an ADD racing the first one can report a MAC that the pin then
+/// replaces.
 fn ensure_bridge(host: &Netns, conf: &NetConf) -> Result<Link> {
-    let options = LinkOptions { mtu: (conf.mtu > 0).then_some(conf.mtu), mac: None, tx_queue_len: None };
+    let mac = Some(iface::random_mac());
+    let options = LinkOptions { mtu: (conf.mtu > 0).then_some(conf.mtu), mac, tx_queue_len: None };
     let kind = LinkKind::Bridge(BridgeOptions { vlan_filtering: conf.vlan_filtering() });
     match links::create(host, &conf.bridge, &kind, &options, None) {
         Ok(_) => {}

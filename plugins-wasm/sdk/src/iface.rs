@@ -22,6 +22,14 @@ pub fn random_u32() -> u32 {
     RandomState::new().hash_one(crate::clock::now()) as u32
 }
 
+/// A random unicast, locally administered MAC, as the kernel's
+/// eth_random_addr makes one.
+pub fn random_mac() -> Vec<u8> {
+    let mut mac: Vec<u8> = random_u32().to_be_bytes().into_iter().chain(random_u32().to_be_bytes()).take(6).collect();
+    mac[0] = (mac[0] & 0xfe) | 0x02;
+    mac
+}
+
 /// Creates `ifname` in `container` with its peer (a random `veth…` name,
 /// retried on a clash) in `host`, sets the peer up and stops it accepting
 /// router advertisements. Returns (host end, container end).
