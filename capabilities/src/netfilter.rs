@@ -44,6 +44,43 @@ pub fn nft_list_table(ns: &Netns, family: &str, table: &str, deadline: Instant) 
     Ok(Some(String::from_utf8_lossy(&output.stdout).into_owned()))
 }
 
+/// One chain as `nft -j list chain` shows it, with the table object (its
+/// handle, [`nft_table_handle`], and the namespace's cookie) put in front
+/// as `list table` has it,
+/// or None when the table or chain does not exist. Costs what the chain
+/// holds: nft asks the kernel for that chain's rules only.
+pub fn nft_list_chain(ns: &Netns, family: &str, table: &str, chain: &str, deadline: Instant) -> Result<Option<String>> {
+    let nft = process::find_tool("nft")?;
+    let handle = match nft_table_handle(ns, family, table) {
+        Some(None) => return Ok(None),
+        Some(Some(handle)) => Some(handle),
+        None => None,
+    };
+    let output = process::run_tool(ns, &nft, &["-j", "list", "chain", family, table, chain], &[], deadline)?;
+    if !output.status.success() && String::from_utf8_lossy(&output.stderr).contains("No such file or directory") {
+        return Ok(None);
+    }
+    check(&format!("listing nftables chain {family} {table} {chain}"), ns, &output)?;
+    let mut listing: serde_json::Value = serde_json::from_slice(&output.stdout).map_err(|e| {
+        Error::new(ErrorKind::Io, format!("listing nftables chain {family} {table} {chain} in {}: {e}", ns.label()))
+    })?;
+    if let Some(objects) = listing["nftables"].as_array_mut() {
+        let mut object = serde_json::json!({"table": {"family": family, "name": table}});
+        if let Some(handle) = handle {
+            object["table"]["handle"] = handle.into();
+        }
+        // Table handles are numbered per namespace; with the namespace's
+        // cookie (never reused while the system runs) the pair names one
+        // table's lifetime on the node.
+        if let Ok(cookie) = ns.cookie() {
+            object["table"]["netns-cookie"] = cookie.into();
+        }
+        let at = objects.iter().take_while(|o| o.get("metainfo").is_some()).count();
+        objects.insert(at, object);
+    }
+    Ok(Some(listing.to_string()))
+}
+
 /// An nftables object whose existence can be asked of the kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NftObject<'a> {
@@ -61,6 +98,37 @@ fn table_exists(ns: &Netns, family: &str, table: &str) -> Option<bool> {
 /// Whether a table, or a chain or set in it, exists: one netlink round trip
 /// (NFT_MSG_GET*), or None when the kernel could not say.
 pub fn nft_object_exists(ns: &Netns, family: &str, table: &str, object: NftObject<'_>) -> Option<bool> {
+    nft_get(ns, family, table, object).map(|reply| reply.is_some())
+}
+
+/// A table's handle (NFTA_TABLE_HANDLE), or Some(None) when the table does
+/// not exist, or None when the kernel could not say. The kernel numbers
+/// tables per namespace and never reuses a number, so a handle names one
+/// table's lifetime: a rule handle recorded with it cannot be mistaken for
+/// a rule of the same table deleted and made again.
+pub fn nft_table_handle(ns: &Netns, family: &str, table: &str) -> Option<Option<u64>> {
+    const NFTA_TABLE_HANDLE: u16 = 4;
+    let Some(reply) = nft_get(ns, family, table, NftObject::Table)? else { return Some(None) };
+    // Attributes follow nlmsghdr (16) and nfgenmsg (4).
+    let mut rest = reply.get(20..)?;
+    while rest.len() >= 4 {
+        let len = u16::from_ne_bytes([rest[0], rest[1]]) as usize;
+        let kind = u16::from_ne_bytes([rest[2], rest[3]]) & 0x3fff;
+        if len < 4 || len > rest.len() {
+            return None;
+        }
+        if kind == NFTA_TABLE_HANDLE && len == 12 {
+            return Some(Some(u64::from_be_bytes(rest[4..12].try_into().ok()?)));
+        }
+        rest = rest.get(len.next_multiple_of(4)..).unwrap_or_default();
+    }
+    None
+}
+
+/// One NFT_MSG_GET* request: Some(Some(reply)) with the object's NEW*
+/// message, Some(None) when it does not exist, None when the kernel could
+/// not say.
+fn nft_get(ns: &Netns, family: &str, table: &str, object: NftObject<'_>) -> Option<Option<Vec<u8>>> {
     const NFNL_SUBSYS_NFTABLES: u16 = 10;
     // (GET, NEW) message types; the table attribute is 1 for all three
     // kinds, the name attribute 3 for chains (NFTA_CHAIN_NAME) and 2 for
@@ -101,7 +169,7 @@ pub fn nft_object_exists(ns: &Netns, family: &str, table: &str, object: NftObjec
     request.extend_from_slice(&[family, 0, 0, 0]);
     request.extend_from_slice(&body);
     let reply = ns
-        .run("asking whether an nftables object exists", || {
+        .run("asking the kernel for an nftables object", || {
             let mut socket = netlink_sys::Socket::new(netlink_sys::protocols::NETLINK_NETFILTER)?;
             socket.bind_auto()?;
             socket.connect(&netlink_sys::SocketAddr::new(0, 0))?;
@@ -114,10 +182,11 @@ pub fn nft_object_exists(ns: &Netns, family: &str, table: &str, object: NftObjec
         .ok()?;
     let message_type = u16::from_ne_bytes(reply.get(4..6)?.try_into().ok()?);
     match message_type {
-        t if t == (NFNL_SUBSYS_NFTABLES << 8) | new => Some(true),
+        t if t == (NFNL_SUBSYS_NFTABLES << 8) | new => Some(Some(reply)),
         NLMSG_ERROR => match i32::from_ne_bytes(reply.get(16..20)?.try_into().ok()?) {
-            0 => Some(true),
-            e if -e == libc::ENOENT => Some(false),
+            // An acknowledgement alone: it exists, nothing more is known.
+            0 => Some(Some(Vec::new())),
+            e if -e == libc::ENOENT => Some(None),
             _ => None,
         },
         _ => None,

@@ -33,6 +33,36 @@ impl HostState {
         Error::new(ErrorKind::Denied, format!("{}: {call} refused: {why}", self.grants.plugin)).into()
     }
 
+    /// Checks and applies an nft batch, joining the rollback journal during
+    /// ADD; returns nft's echo when asked for or when the journal needs it.
+    fn apply_nft(
+        &mut self,
+        call: &str,
+        ns: Resource<NetnsHandle>,
+        batch: String,
+        echo: bool,
+    ) -> CallResult<Option<String>> {
+        self.require_on(Capability::Netfilter, call, &"")?;
+        let (which, netns) = self.netns(&ns)?;
+        ownership::check_nft_batch(&batch, &self.grants.nft_tables).map_err(|why| self.refuse(call, why))?;
+        if !self.journal.is_recording() {
+            if !echo {
+                native::nft_apply(&netns, &batch, self.session.deadline())?;
+                return Ok(None);
+            }
+            return Ok(Some(native::nft_apply_echo(&netns, &batch, self.session.deadline())?));
+        }
+        // What existed before decides what undoing the batch may delete.
+        let existed = |family: &str, table: &str, object: native::NftObject<'_>| {
+            native::nft_object_exists(&netns, family, table, object).unwrap_or(true)
+        };
+        let plan = undo::NftPlan::before(&batch, &existed);
+        let text = native::nft_apply_echo(&netns, &batch, self.session.deadline())?;
+        let parsed = serde_json::from_str(&text).unwrap_or_default();
+        self.journal.record(Entry::NftApplied { ns: which, undo: plan.after(&parsed) });
+        Ok(Some(text))
+    }
+
     /// Chains the plugin owns: the manifest's patterns, and chain names the
     /// request config mentions (firewall's admin chain).
     fn owns_chain(&self, chain: &str) -> bool {
@@ -43,22 +73,30 @@ impl HostState {
 
 impl Host for HostState {
     fn nft_apply(&mut self, ns: Resource<NetnsHandle>, batch: String) -> CallResult<()> {
-        self.require_on(Capability::Netfilter, "netfilter.nft-apply", &"")?;
-        let (which, netns) = self.netns(&ns)?;
-        ownership::check_nft_batch(&batch, &self.grants.nft_tables)
-            .map_err(|why| self.refuse("netfilter.nft-apply", why))?;
-        if !self.journal.is_recording() {
-            return Ok(native::nft_apply(&netns, &batch, self.session.deadline())?);
+        self.apply_nft("netfilter.nft-apply", ns, batch, false).map(drop)
+    }
+
+    fn nft_apply_echo(&mut self, ns: Resource<NetnsHandle>, batch: String) -> CallResult<String> {
+        let echo = self.apply_nft("netfilter.nft-apply-echo", ns, batch, true)?;
+        self.bounded("netfilter.nft-apply-echo", echo.unwrap_or_default())
+    }
+
+    fn nft_list_chain(
+        &mut self,
+        ns: Resource<NetnsHandle>,
+        family: String,
+        table: String,
+        chain: String,
+    ) -> CallResult<Option<String>> {
+        const CALL: &str = "netfilter.nft-list-chain";
+        self.require_on(Capability::Netfilter, CALL, &table)?;
+        let (_, netns) = self.netns(&ns)?;
+        ownership::check_nft_name(&family, &table).map_err(|why| self.refuse(CALL, why))?;
+        ownership::check_nft_name(&family, &chain).map_err(|why| self.refuse(CALL, why))?;
+        match native::nft_list_chain(&netns, &family, &table, &chain, self.session.deadline())? {
+            Some(text) => Ok(Some(self.bounded(CALL, text)?)),
+            None => Ok(None),
         }
-        // What existed before decides what undoing the batch may delete.
-        let existed = |family: &str, table: &str, object: native::NftObject<'_>| {
-            native::nft_object_exists(&netns, family, table, object).unwrap_or(true)
-        };
-        let plan = undo::NftPlan::before(&batch, &existed);
-        let echo = native::nft_apply_echo(&netns, &batch, self.session.deadline())?;
-        let echo = serde_json::from_str(&echo).unwrap_or_default();
-        self.journal.record(Entry::NftApplied { ns: which, undo: plan.after(&echo) });
-        Ok(())
     }
 
     fn nft_list_table(
