@@ -403,6 +403,75 @@ fn del_without_prev_result_removes_masquerading_without_reading_the_nat_table() 
     assert!(netfilter.iter().all(|l| !l.contains("iptables-save")), "no whole-table read: {netfilter:#?}");
 }
 
+/// The comments of the nftables masquerade rules (`masq_checks`), from
+/// `nft -j list table` in `host`.
+fn nft_masquerade_comments(host: &Netns) -> Vec<String> {
+    let listing = host.exec("nft", &["-j", "list", "table", "inet", "cni_plugins_masquerade"]);
+    let listing: Value = serde_json::from_str(&listing).unwrap_or(Value::Null);
+    listing["nftables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|o| o["rule"]["chain"] == "masq_checks")
+        .map(|o| o["rule"]["comment"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// nftables masquerading holds one rule per attachment in one chain, and
+/// nft deletes a rule only by its handle, so the reference lists the whole
+/// table on every ADD and DEL. Ours reads only the three-rule postrouting
+/// chain on ADD and records its rules' handles, and DEL deletes by them:
+/// neither lists the table. An attachment without a record (made by the
+/// reference or an older cni-wasm) is still removed, by listing.
+#[test]
+fn nftables_masquerading_deletes_by_recorded_handles_and_without_a_record_by_listing() {
+    cni_wasm_tests::require_root();
+    let install = Installation::new("br-nftrec");
+    let host = Netns::new("br-nftrec-h");
+    let store = cni_wasm_tests::TempDir::new("br-nftrec");
+    let log = cni_wasm_tests::TempDir::new("br-nftrec-audit");
+    let audit = log.join("audit.log");
+    let mut plugin = bridge(json!({"isGateway": true, "ipMasq": true, "ipMasqBackend": "nftables"}));
+    plugin["cniVersion"] = json!("1.0.0");
+    plugin["name"] = json!("podman");
+    plugin["ipam"]["dataDir"] = json!(store.display());
+    let config = plugin.to_string();
+    let containers: Vec<Netns> = ["a", "b"].iter().map(|c| Netns::new(&format!("br-nftrec-{c}"))).collect();
+    let env = |id: &str, ct: &Netns| {
+        Env { host_netns: Some(host.name.clone()), ..Env::new("ADD", id, &ct.path(), "eth0", &install.dir) }
+            .var("CNI_WASM_AUDIT", audit.display().to_string())
+    };
+    let table_listings = || {
+        let text = std::fs::read_to_string(&audit).unwrap_or_default();
+        let _ = std::fs::remove_file(&audit);
+        text.lines().filter(|l| l.contains("netfilter.nft-list-table")).count()
+    };
+    // Records live in the node's state directory: ids of this run only.
+    let ids = ["a", "b"].map(|c| format!("nftrec-{c}-{}", std::process::id()));
+    for (id, ct) in ids.iter().zip(&containers) {
+        let out = run(&install.plugin("bridge"), &env(id, ct), &config);
+        assert!(out.success, "ADD {id}: {}", out.stdout);
+        assert_eq!(table_listings(), 0, "ADD {id} does not list the table");
+    }
+    assert_eq!(nft_masquerade_comments(&host).len(), 2, "one rule per attachment");
+
+    let out = run(&install.plugin("bridge"), &env(&ids[0], &containers[0]).with_command("DEL"), &config);
+    assert!(out.success, "DEL a: {}", out.stdout);
+    assert_eq!(table_listings(), 0, "DEL by recorded handles does not list the table");
+    let left = nft_masquerade_comments(&host);
+    assert!(left.len() == 1 && left[0].ends_with(&format!("id: {}", ids[1])), "only b's rule is left: {left:?}");
+
+    // b as the reference would have left it: the rule and no record. The
+    // record is named by the comment's leading hash of the attachment.
+    let instance = left[0].split(',').next().unwrap();
+    std::fs::remove_file(std::path::Path::new("/run/cni-wasm/bridge/masq-nft").join(instance))
+        .expect("ADD recorded b's handles");
+    let out = run(&install.plugin("bridge"), &env(&ids[1], &containers[1]).with_command("DEL"), &config);
+    assert!(out.success, "DEL b: {}", out.stdout);
+    assert_eq!(table_listings(), 1, "DEL without a record lists the table once");
+    assert!(nft_masquerade_comments(&host).is_empty(), "every masquerade rule is gone");
+}
+
 /// An iptables-save rule split into arguments as a shell would: double
 /// quotes group words, a backslash escapes the next character.
 fn save_words(rule: &str) -> Vec<String> {

@@ -23,7 +23,7 @@ use crate::error::{Result, internal};
 use crate::namespaces::Netns;
 use crate::net::IpNet;
 use crate::netfilter::{
-    self, IptablesTable, NftBatch, NftTable, chain_name, comment, edit_iptables, expr, save_string,
+    self, IptablesTable, NftBatch, NftRule, NftTable, chain_name, comment, edit_iptables, expr, save_string,
 };
 use crate::types::{ErrorKind, IpFamily};
 
@@ -145,9 +145,7 @@ pub fn teardown(
             errors.push(e.msg);
         }
     }
-    if let Err(e) =
-        delete_nft_rules(ns, |comment| comment.starts_with(&hash_for_instance(network, ifname, container_id)))
-    {
+    if let Err(e) = teardown_nftables(ns, &hash_for_instance(network, ifname, container_id)) {
         errors.push(e.msg);
     }
     if errors.is_empty() { Ok(()) } else { Err(internal(errors.join("\n"))) }
@@ -171,6 +169,12 @@ pub fn gc(ns: &Netns, network: &str, valid: &[Attachment]) -> Result<()> {
         let stale = |c: &str| c.starts_with(&network_hash) && !keep.iter().any(|k| k == c);
         if let Err(e) = delete_nft_rules(ns, stale) {
             errors.push(e.msg);
+        }
+        let valid: Vec<String> = valid.iter().map(|a| hash_for_instance(network, &a.ifname, &a.container_id)).collect();
+        for instance in NftRecord::instances().unwrap_or_default() {
+            if instance.starts_with(&network_hash) && !valid.contains(&instance) {
+                NftRecord::remove(&instance);
+            }
         }
     }
     if errors.is_empty() { Ok(()) } else { Err(internal(errors.join("\n"))) }
@@ -314,15 +318,30 @@ fn comment_for_instance(network: &str, ifname: &str, container_id: &str) -> Stri
     comment
 }
 
+/// ADD in the reference's layout. Its rules are numbered by the kernel, and
+/// nft deletes a rule only by its number, so the reference lists the whole
+/// table, one rule per attachment, on every ADD and DEL. Here ADD reads only
+/// the three-rule `postrouting` chain and records its rules' handles with the
+/// table's (never reused) handle, so DEL deletes them without a listing. An
+/// attachment with a record from an earlier ADD, or none (the reference's, or
+/// an older cni-wasm's), takes the listing path.
 fn setup_nftables(ns: &Netns, ips: &[IpNet], network: &str, ifname: &str, container_id: &str) -> Result<()> {
-    let existing = NftTable::read(ns, "inet", NFT_TABLE)?;
     let instance = hash_for_instance(network, ifname, container_id);
     let comment = comment_for_instance(network, ifname, container_id);
+    let readded = NftRecord::read(&instance).is_some();
+    let existing = if readded {
+        NftTable::read(ns, "inet", NFT_TABLE)?
+    } else {
+        NftTable::read_chain(ns, "inet", NFT_TABLE, "postrouting")?
+    };
     let mut batch = NftBatch::new();
     // Declaring a table or chain that exists costs a slow kernel commit;
     // only do it when something is missing (the reference always does).
+    // The goto stands for masq_checks: the kernel does not delete a chain
+    // a rule jumps to.
     let complete = existing.as_ref().is_some_and(|t| {
-        t.has_chain(NFT_CHAIN) && t.has_chain("postrouting") && t.rules_in("postrouting").count() == 3
+        let rules: Vec<&NftRule> = t.rules_in("postrouting").collect();
+        rules.len() == 3 && rules[2].expr == serde_json::json!([expr::goto(NFT_CHAIN)])
     });
     if !complete {
         batch.add_table(
@@ -369,7 +388,92 @@ fn setup_nftables(ns: &Netns, ips: &[IpNet], network: &str, ifname: &str, contai
         ];
         batch.add_rule("inet", NFT_TABLE, NFT_CHAIN, rule, Some(&comment));
     }
-    batch.apply(ns)
+    let echo = batch.apply_echo(ns)?;
+    let rules = echo.rules[echo.rules.len().saturating_sub(ips.len())..].to_vec();
+    // The table's identity: as read, or (made by this batch) read once now.
+    let table = match existing.filter(|t| t.netns_cookie.is_some()) {
+        Some(table) => Some(table),
+        None => NftTable::read_chain(ns, "inet", NFT_TABLE, "postrouting").ok().flatten(),
+    };
+    match table.and_then(|t| Some((t.netns_cookie?, t.handle?))) {
+        Some((netns, table)) if rules.len() == ips.len() => NftRecord { netns, table, rules }.write(&instance),
+        // Without the numbers DEL lists the table, as the reference does.
+        _ => {
+            NftRecord::remove(&instance);
+            Ok(())
+        }
+    }
+}
+
+/// DEL: the recorded rules by handle while the table is the one they were
+/// added to, else (no record, another table, a rule gone) by listing.
+fn teardown_nftables(ns: &Netns, instance: &str) -> Result<()> {
+    let record = NftRecord::read(instance);
+    if let Some(record) = &record {
+        match NftTable::read_chain(ns, "inet", NFT_TABLE, "postrouting") {
+            Ok(None) => {
+                NftRecord::remove(instance);
+                return Ok(());
+            }
+            Ok(Some(table)) if table.handle == Some(record.table) && table.netns_cookie == Some(record.netns) => {
+                let mut batch = NftBatch::new();
+                for handle in &record.rules {
+                    batch.push(
+                        "delete",
+                        "rule",
+                        serde_json::json!({"family": "inet", "table": NFT_TABLE, "chain": NFT_CHAIN, "handle": handle}),
+                    );
+                }
+                if batch.apply(ns).is_ok() {
+                    NftRecord::remove(instance);
+                    return Ok(());
+                }
+            }
+            _ => {}
+        }
+    }
+    delete_nft_rules(ns, |comment| comment.starts_with(instance))?;
+    if record.is_some() {
+        NftRecord::remove(instance);
+    }
+    Ok(())
+}
+
+/// The handles an ADD's nftables rules got, in the plugin's state directory
+/// under `masq-nft/<instance hash>`: `<netns cookie> <table handle> <rule
+/// handle>...`. A hint that DEL checks against the kernel, never a grant.
+struct NftRecord {
+    netns: u64,
+    table: u64,
+    rules: Vec<u64>,
+}
+
+impl NftRecord {
+    const DIR: &str = "masq-nft";
+
+    fn read(instance: &str) -> Option<NftRecord> {
+        let bytes = crate::state::read(&format!("{}/{instance}", Self::DIR)).ok()??;
+        let mut numbers = std::str::from_utf8(&bytes).ok()?.split_whitespace().map(str::parse::<u64>);
+        let netns = numbers.next()?.ok()?;
+        let table = numbers.next()?.ok()?;
+        let rules = numbers.collect::<std::result::Result<Vec<u64>, _>>().ok()?;
+        Some(NftRecord { netns, table, rules })
+    }
+
+    fn write(&self, instance: &str) -> Result<()> {
+        let text: Vec<String> =
+            [self.netns, self.table].into_iter().chain(self.rules.iter().copied()).map(|n| n.to_string()).collect();
+        crate::state::replace(&format!("{}/{instance}", Self::DIR), text.join(" ").as_bytes())
+            .map_err(|e| internal(format!("recording the masquerade rules' handles: {}", e.message)))
+    }
+
+    fn remove(instance: &str) {
+        let _ = crate::state::remove(&format!("{}/{instance}", Self::DIR));
+    }
+
+    fn instances() -> Option<Vec<String>> {
+        crate::state::files(Self::DIR).ok()
+    }
 }
 
 /// Deletes the masquerade rules whose comment matches; nothing when nft

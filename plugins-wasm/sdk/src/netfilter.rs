@@ -317,6 +317,35 @@ impl NftBatch {
         let batch = json!({ "nftables": self.commands }).to_string();
         Ok(crate::netfilter_capability::nft_apply(ns, &batch)?)
     }
+
+    /// Applies the batch and returns the handles the kernel gave its added
+    /// rules, in the order they were added, and the handle of a table it
+    /// added (nft's echo).
+    pub fn apply_echo(&self, ns: &Netns) -> Result<NftEcho> {
+        if self.commands.is_empty() {
+            return Ok(NftEcho::default());
+        }
+        let batch = json!({ "nftables": self.commands }).to_string();
+        let text = crate::netfilter_capability::nft_apply_echo(ns, &batch)?;
+        let value: Value = serde_json::from_str(&text).map_err(|e| internal(format!("parsing nft's echo: {e}")))?;
+        let mut echo = NftEcho::default();
+        for command in value["nftables"].as_array().into_iter().flatten() {
+            let added = &command["add"];
+            if let Some(handle) = added["rule"]["handle"].as_u64() {
+                echo.rules.push(handle);
+            } else if let Some(handle) = added["table"]["handle"].as_u64() {
+                echo.table = Some(handle);
+            }
+        }
+        Ok(echo)
+    }
+}
+
+/// What nft's echo of a batch says the kernel numbered.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct NftEcho {
+    pub table: Option<u64>,
+    pub rules: Vec<u64>,
 }
 
 /// A rule as `nft -j list table` shows it.
@@ -333,17 +362,37 @@ pub struct NftRule {
 /// A table's chains and rules, or None when the table does not exist.
 #[derive(Debug, Clone, Default)]
 pub struct NftTable {
+    /// The table's handle: numbered per namespace, never reused.
+    pub handle: Option<u64>,
+    /// The namespace's cookie, from [`NftTable::read_chain`] only: with the
+    /// handle it names this table's lifetime on the node.
+    pub netns_cookie: Option<u64>,
     pub chains: Vec<String>,
     pub rules: Vec<NftRule>,
 }
 
 impl NftTable {
     pub fn read(ns: &Netns, family: &str, table: &str) -> Result<Option<NftTable>> {
-        let Some(text) = crate::netfilter_capability::nft_list_table(ns, family, table)? else { return Ok(None) };
-        let value: Value = serde_json::from_str(&text).map_err(|e| internal(format!("parsing nft output: {e}")))?;
+        let text = crate::netfilter_capability::nft_list_table(ns, family, table)?;
+        text.map(|text| NftTable::parse(&text)).transpose()
+    }
+
+    /// The table with only one chain and its rules, or None when the table
+    /// or the chain does not exist. Its cost does not grow with the rest of
+    /// the table.
+    pub fn read_chain(ns: &Netns, family: &str, table: &str, chain: &str) -> Result<Option<NftTable>> {
+        let text = crate::netfilter_capability::nft_list_chain(ns, family, table, chain)?;
+        text.map(|text| NftTable::parse(&text)).transpose()
+    }
+
+    fn parse(text: &str) -> Result<NftTable> {
+        let value: Value = serde_json::from_str(text).map_err(|e| internal(format!("parsing nft output: {e}")))?;
         let mut out = NftTable::default();
         for object in value["nftables"].as_array().into_iter().flatten() {
-            if let Some(chain) = object.get("chain") {
+            if let Some(table) = object.get("table") {
+                out.handle = table["handle"].as_u64();
+                out.netns_cookie = table["netns-cookie"].as_u64();
+            } else if let Some(chain) = object.get("chain") {
                 out.chains.push(chain["name"].as_str().unwrap_or_default().to_string());
             } else if let Some(rule) = object.get("rule") {
                 out.rules.push(NftRule {
@@ -356,7 +405,7 @@ impl NftTable {
                 });
             }
         }
-        Ok(Some(out))
+        Ok(out)
     }
 
     pub fn has_chain(&self, chain: &str) -> bool {
