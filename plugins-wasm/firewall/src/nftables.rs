@@ -303,7 +303,7 @@ mod tests {
     fn the_layout_is_complete_only_with_every_chain_and_jump() {
         let mut table = NftTable {
             chains: vec![FORWARD.into(), ADMIN.into(), CONTAINERS.into(), STAGE_1.into(), STAGE_2.into()],
-            rules: vec![],
+            ..NftTable::default()
         };
         assert!(!layout_complete(&table));
         for (handle, chain) in JUMPS.iter().enumerate() {
