@@ -138,8 +138,11 @@ fn main() {
     }
 
     let mut scale_rows = Vec::new();
-    if selected("scale") {
+    // `--only scale` runs both backends, `--only "scale nftables"` one.
+    if selected("scale iptables") {
         scale_rows.extend(scale(scale_n, None, &format!("scale {scale_n} iptables")));
+    }
+    if selected("scale nftables") {
         scale_rows.extend(scale(scale_n, Some("nftables"), &format!("scale {scale_n} nftables")));
     }
 
