@@ -45,22 +45,46 @@ impl HostState {
         self.require_on(Capability::Netfilter, call, &"")?;
         let (which, netns) = self.netns(&ns)?;
         ownership::check_nft_batch(&batch, &self.grants.nft_tables).map_err(|why| self.refuse(call, why))?;
+        let deadline = self.session.deadline();
         if !self.journal.is_recording() {
-            if !echo {
-                native::nft_apply(&netns, &batch, self.session.deadline())?;
-                return Ok(None);
+            if echo {
+                return Ok(Some(native::nft_apply_echo(&netns, &batch, deadline)?));
             }
-            return Ok(Some(native::nft_apply_echo(&netns, &batch, self.session.deadline())?));
+            native::nft_apply(&netns, &batch, deadline)?;
+            return Ok(None);
         }
         // What existed before decides what undoing the batch may delete.
         let existed = |family: &str, table: &str, object: native::NftObject<'_>| {
             native::nft_object_exists(&netns, family, table, object).unwrap_or(true)
         };
         let plan = undo::NftPlan::before(&batch, &existed);
-        let text = native::nft_apply_echo(&netns, &batch, self.session.deadline())?;
+        let text = native::nft_apply_echo(&netns, &batch, deadline)?;
         let parsed = serde_json::from_str(&text).unwrap_or_default();
         self.journal.record(Entry::NftApplied { ns: which, undo: plan.after(&parsed) });
         Ok(Some(text))
+    }
+
+    /// One table, or one chain of it, as nft JSON (bounded). Reading is not
+    /// owning: any table may be read, names are only checked for shape.
+    fn list_nft(
+        &mut self,
+        call: &str,
+        ns: Resource<NetnsHandle>,
+        family: &str,
+        table: &str,
+        chain: Option<&str>,
+    ) -> CallResult<Option<String>> {
+        self.require_on(Capability::Netfilter, call, &table)?;
+        let (_, netns) = self.netns(&ns)?;
+        for name in std::iter::once(table).chain(chain) {
+            ownership::check_nft_name(family, name).map_err(|why| self.refuse(call, why))?;
+        }
+        let deadline = self.session.deadline();
+        let text = match chain {
+            Some(chain) => native::nft_list_chain(&netns, family, table, chain, deadline)?,
+            None => native::nft_list_table(&netns, family, table, deadline)?,
+        };
+        text.map(|text| self.bounded(call, text)).transpose()
     }
 
     /// Chains the plugin owns: the manifest's patterns, and chain names the
@@ -88,15 +112,7 @@ impl Host for HostState {
         table: String,
         chain: String,
     ) -> CallResult<Option<String>> {
-        const CALL: &str = "netfilter.nft-list-chain";
-        self.require_on(Capability::Netfilter, CALL, &table)?;
-        let (_, netns) = self.netns(&ns)?;
-        ownership::check_nft_name(&family, &table).map_err(|why| self.refuse(CALL, why))?;
-        ownership::check_nft_name(&family, &chain).map_err(|why| self.refuse(CALL, why))?;
-        match native::nft_list_chain(&netns, &family, &table, &chain, self.session.deadline())? {
-            Some(text) => Ok(Some(self.bounded(CALL, text)?)),
-            None => Ok(None),
-        }
+        self.list_nft("netfilter.nft-list-chain", ns, &family, &table, Some(&chain))
     }
 
     fn nft_list_table(
@@ -105,13 +121,7 @@ impl Host for HostState {
         family: String,
         table: String,
     ) -> CallResult<Option<String>> {
-        self.require_on(Capability::Netfilter, "netfilter.nft-list-table", &table)?;
-        let (_, netns) = self.netns(&ns)?;
-        ownership::check_nft_name(&family, &table).map_err(|why| self.refuse("netfilter.nft-list-table", why))?;
-        match native::nft_list_table(&netns, &family, &table, self.session.deadline())? {
-            Some(text) => Ok(Some(self.bounded("netfilter.nft-list-table", text)?)),
-            None => Ok(None),
-        }
+        self.list_nft("netfilter.nft-list-table", ns, &family, &table, None)
     }
 
     fn iptables_restore(

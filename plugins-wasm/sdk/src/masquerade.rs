@@ -410,26 +410,17 @@ fn setup_nftables(ns: &Netns, ips: &[IpNet], network: &str, ifname: &str, contai
 fn teardown_nftables(ns: &Netns, instance: &str) -> Result<()> {
     let record = NftRecord::read(instance);
     if let Some(record) = &record {
-        match NftTable::read_chain(ns, "inet", NFT_TABLE, "postrouting") {
-            Ok(None) => {
+        // A missing postrouting chain is not a missing table: then list.
+        let table = NftTable::read_chain(ns, "inet", NFT_TABLE, "postrouting").ok().flatten();
+        if table.is_some_and(|t| t.handle == Some(record.table) && t.netns_cookie == Some(record.netns)) {
+            let mut batch = NftBatch::new();
+            for handle in &record.rules {
+                batch.delete_rule_by_handle("inet", NFT_TABLE, NFT_CHAIN, *handle);
+            }
+            if batch.apply(ns).is_ok() {
                 NftRecord::remove(instance);
                 return Ok(());
             }
-            Ok(Some(table)) if table.handle == Some(record.table) && table.netns_cookie == Some(record.netns) => {
-                let mut batch = NftBatch::new();
-                for handle in &record.rules {
-                    batch.push(
-                        "delete",
-                        "rule",
-                        serde_json::json!({"family": "inet", "table": NFT_TABLE, "chain": NFT_CHAIN, "handle": handle}),
-                    );
-                }
-                if batch.apply(ns).is_ok() {
-                    NftRecord::remove(instance);
-                    return Ok(());
-                }
-            }
-            _ => {}
         }
     }
     delete_nft_rules(ns, |comment| comment.starts_with(instance))?;

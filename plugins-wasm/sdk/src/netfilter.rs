@@ -299,11 +299,13 @@ impl NftBatch {
     }
 
     pub fn delete_rule(&mut self, rule: &NftRule) -> &mut Self {
-        self.push(
-            "delete",
-            "rule",
-            json!({"family": rule.family, "table": rule.table, "chain": rule.chain, "handle": rule.handle}),
-        )
+        self.delete_rule_by_handle(&rule.family, &rule.table, &rule.chain, rule.handle)
+    }
+
+    /// Deletes a rule by the handle the kernel gave it (e.g. from
+    /// [`NftBatch::apply_echo`]); the batch fails if it is gone.
+    pub fn delete_rule_by_handle(&mut self, family: &str, table: &str, chain: &str, handle: u64) -> &mut Self {
+        self.push("delete", "rule", json!({"family": family, "table": table, "chain": chain, "handle": handle}))
     }
 
     pub fn is_empty(&self) -> bool {
