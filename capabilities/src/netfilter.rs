@@ -110,19 +110,8 @@ pub fn nft_table_handle(ns: &Netns, family: &str, table: &str) -> Option<Option<
     const NFTA_TABLE_HANDLE: u16 = 4;
     let Some(reply) = nft_get(ns, family, table, NftObject::Table)? else { return Some(None) };
     // Attributes follow nlmsghdr (16) and nfgenmsg (4).
-    let mut rest = reply.get(20..)?;
-    while rest.len() >= 4 {
-        let len = u16::from_ne_bytes([rest[0], rest[1]]) as usize;
-        let kind = u16::from_ne_bytes([rest[2], rest[3]]) & 0x3fff;
-        if len < 4 || len > rest.len() {
-            return None;
-        }
-        if kind == NFTA_TABLE_HANDLE && len == 12 {
-            return Some(Some(u64::from_be_bytes(rest[4..12].try_into().ok()?)));
-        }
-        rest = rest.get(len.next_multiple_of(4)..).unwrap_or_default();
-    }
-    None
+    let handle = crate::netlink::find_attribute(reply.get(20..)?, NFTA_TABLE_HANDLE)?;
+    Some(Some(u64::from_be_bytes(handle.try_into().ok()?)))
 }
 
 /// One NFT_MSG_GET* request: Some(Some(reply)) with the object's NEW*

@@ -160,19 +160,24 @@ where
 /// The NLMSGERR_ATTR_MSG text of an extended ACK. With NETLINK_CAP_ACK the
 /// error payload is the request's 16-byte header followed by the TLVs.
 fn extended_ack_message(payload: &[u8]) -> Option<String> {
-    let mut tlvs = payload.get(16..)?;
+    let text = find_attribute(payload.get(16..)?, NLMSGERR_ATTR_MSG)?;
+    let text = text.split(|b| *b == 0).next().unwrap_or_default();
+    Some(String::from_utf8_lossy(text).into_owned()).filter(|t| !t.is_empty())
+}
+
+/// The payload of the first netlink attribute of `kind` in `tlvs` (for
+/// messages no typed crate parses), or None when absent or malformed.
+pub(crate) fn find_attribute(mut tlvs: &[u8], kind: u16) -> Option<&[u8]> {
     while tlvs.len() >= 4 {
         let length = u16::from_ne_bytes([tlvs[0], tlvs[1]]) as usize;
-        let kind = u16::from_ne_bytes([tlvs[2], tlvs[3]]) & 0x3fff;
+        let this = u16::from_ne_bytes([tlvs[2], tlvs[3]]) & 0x3fff;
         if length < 4 || length > tlvs.len() {
             return None;
         }
-        if kind == NLMSGERR_ATTR_MSG {
-            let text = &tlvs[4..length];
-            let text = text.split(|b| *b == 0).next().unwrap_or_default();
-            return Some(String::from_utf8_lossy(text).into_owned()).filter(|t| !t.is_empty());
+        if this == kind {
+            return Some(&tlvs[4..length]);
         }
-        tlvs = tlvs.get((length + 3) & !3..).unwrap_or_default();
+        tlvs = tlvs.get(length.next_multiple_of(4)..).unwrap_or_default();
     }
     None
 }
