@@ -429,8 +429,7 @@ fn nftables_masquerading_deletes_by_recorded_handles_and_without_a_record_by_lis
     let install = Installation::new("br-nftrec");
     let host = Netns::new("br-nftrec-h");
     let store = cni_wasm_tests::TempDir::new("br-nftrec");
-    let log = cni_wasm_tests::TempDir::new("br-nftrec-audit");
-    let audit = log.join("audit.log");
+    let audit = cni_wasm_tests::plugin::Audit::new("br-nftrec");
     let mut plugin = bridge(json!({"isGateway": true, "ipMasq": true, "ipMasqBackend": "nftables"}));
     plugin["cniVersion"] = json!("1.0.0");
     plugin["name"] = json!("podman");
@@ -438,14 +437,9 @@ fn nftables_masquerading_deletes_by_recorded_handles_and_without_a_record_by_lis
     let config = plugin.to_string();
     let containers: Vec<Netns> = ["a", "b"].iter().map(|c| Netns::new(&format!("br-nftrec-{c}"))).collect();
     let env = |id: &str, ct: &Netns| {
-        Env { host_netns: Some(host.name.clone()), ..Env::new("ADD", id, &ct.path(), "eth0", &install.dir) }
-            .var("CNI_WASM_AUDIT", audit.display().to_string())
+        audit.on(Env { host_netns: Some(host.name.clone()), ..Env::new("ADD", id, &ct.path(), "eth0", &install.dir) })
     };
-    let table_listings = || {
-        let text = std::fs::read_to_string(&audit).unwrap_or_default();
-        let _ = std::fs::remove_file(&audit);
-        text.lines().filter(|l| l.contains("netfilter.nft-list-table")).count()
-    };
+    let table_listings = || audit.take_count("netfilter.nft-list-table");
     // Records live in the node's state directory: ids of this run only.
     let ids = ["a", "b"].map(|c| format!("nftrec-{c}-{}", std::process::id()));
     for (id, ct) in ids.iter().zip(&containers) {

@@ -170,3 +170,33 @@ pub const UPSTREAM_VERSIONS: [&str; 7] = ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0
 pub fn assert_versions_are_upstreams(install: &Installation, plugin: &str) {
     assert_eq!(supported_versions(&install.plugin(plugin)), UPSTREAM_VERSIONS, "{plugin}: VERSION");
 }
+
+/// The host's audit log (CNI_WASM_AUDIT): one line per capability call,
+/// so a test can say what an invocation read.
+pub struct Audit {
+    dir: crate::TempDir,
+}
+
+impl Audit {
+    pub fn new(tag: &str) -> Audit {
+        Audit { dir: crate::TempDir::new(&format!("{tag}-audit")) }
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.join("audit.log")
+    }
+
+    /// `env`, logging to this audit log.
+    pub fn on(&self, env: Env) -> Env {
+        env.var("CNI_WASM_AUDIT", self.path().display().to_string())
+    }
+
+    /// How many `interface.function` calls were logged since the last
+    /// count (e.g. "netfilter.nft-list-table"); starts the log afresh.
+    pub fn take_count(&self, call: &str) -> usize {
+        let text = std::fs::read_to_string(self.path()).unwrap_or_default();
+        let _ = std::fs::remove_file(self.path());
+        let needle = format!("\"{call}\"");
+        text.lines().filter(|l| l.contains(&needle)).count()
+    }
+}

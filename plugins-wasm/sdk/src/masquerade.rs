@@ -23,7 +23,7 @@ use crate::error::{Result, internal};
 use crate::namespaces::Netns;
 use crate::net::IpNet;
 use crate::netfilter::{
-    self, IptablesTable, NftBatch, NftRule, NftTable, chain_name, comment, edit_iptables, expr, save_string,
+    self, IptablesTable, NftBatch, NftHandles, NftRule, NftTable, chain_name, comment, edit_iptables, expr, save_string,
 };
 use crate::types::{ErrorKind, IpFamily};
 
@@ -171,9 +171,9 @@ pub fn gc(ns: &Netns, network: &str, valid: &[Attachment]) -> Result<()> {
             errors.push(e.msg);
         }
         let valid: Vec<String> = valid.iter().map(|a| hash_for_instance(network, &a.ifname, &a.container_id)).collect();
-        for instance in NftRecord::instances().unwrap_or_default() {
+        for instance in record::instances().unwrap_or_default() {
             if instance.starts_with(&network_hash) && !valid.contains(&instance) {
-                NftRecord::remove(&instance);
+                record::remove(&instance);
             }
         }
     }
@@ -328,7 +328,7 @@ fn comment_for_instance(network: &str, ifname: &str, container_id: &str) -> Stri
 fn setup_nftables(ns: &Netns, ips: &[IpNet], network: &str, ifname: &str, container_id: &str) -> Result<()> {
     let instance = hash_for_instance(network, ifname, container_id);
     let comment = comment_for_instance(network, ifname, container_id);
-    let readded = NftRecord::read(&instance).is_some();
+    let readded = record::read(&instance).is_some();
     let existing = if readded {
         NftTable::read(ns, "inet", NFT_TABLE)?
     } else {
@@ -389,17 +389,13 @@ fn setup_nftables(ns: &Netns, ips: &[IpNet], network: &str, ifname: &str, contai
         batch.add_rule("inet", NFT_TABLE, NFT_CHAIN, rule, Some(&comment));
     }
     let echo = batch.apply_echo(ns)?;
-    let rules = echo.rules[echo.rules.len().saturating_sub(ips.len())..].to_vec();
-    // The table's identity: as read, or (made by this batch) read once now.
-    let table = match existing.filter(|t| t.netns_cookie.is_some()) {
-        Some(table) => Some(table),
-        None => NftTable::read_chain(ns, "inet", NFT_TABLE, "postrouting").ok().flatten(),
-    };
-    match table.and_then(|t| Some((t.netns_cookie?, t.handle?))) {
-        Some((netns, table)) if rules.len() == ips.len() => NftRecord { netns, table, rules }.write(&instance),
+    let handles =
+        NftHandles::of_echo(ns, ("inet", NFT_TABLE, "postrouting"), existing.as_ref(), &echo, |c| c == comment);
+    match handles.filter(|h| h.rules.len() == ips.len()) {
+        Some(handles) => record::write(&instance, &handles),
         // Without the numbers DEL lists the table, as the reference does.
-        _ => {
-            NftRecord::remove(&instance);
+        None => {
+            record::remove(&instance);
             Ok(())
         }
     }
@@ -408,62 +404,41 @@ fn setup_nftables(ns: &Netns, ips: &[IpNet], network: &str, ifname: &str, contai
 /// DEL: the recorded rules by handle while the table is the one they were
 /// added to, else (no record, another table, a rule gone) by listing.
 fn teardown_nftables(ns: &Netns, instance: &str) -> Result<()> {
-    let record = NftRecord::read(instance);
-    if let Some(record) = &record {
-        // A missing postrouting chain is not a missing table: then list.
-        let table = NftTable::read_chain(ns, "inet", NFT_TABLE, "postrouting").ok().flatten();
-        if table.is_some_and(|t| t.handle == Some(record.table) && t.netns_cookie == Some(record.netns)) {
-            let mut batch = NftBatch::new();
-            for handle in &record.rules {
-                batch.delete_rule_by_handle("inet", NFT_TABLE, NFT_CHAIN, *handle);
-            }
-            if batch.apply(ns).is_ok() {
-                NftRecord::remove(instance);
-                return Ok(());
-            }
-        }
+    let handles = record::read(instance);
+    if handles.as_ref().is_some_and(|h| h.delete(ns, ("inet", NFT_TABLE, "postrouting"))) {
+        record::remove(instance);
+        return Ok(());
     }
     delete_nft_rules(ns, |comment| comment.starts_with(instance))?;
-    if record.is_some() {
-        NftRecord::remove(instance);
+    if handles.is_some() {
+        record::remove(instance);
     }
     Ok(())
 }
 
-/// The handles an ADD's nftables rules got, in the plugin's state directory
-/// under `masq-nft/<instance hash>`: `<netns cookie> <table handle> <rule
-/// handle>...`. A hint that DEL checks against the kernel, never a grant.
-struct NftRecord {
-    netns: u64,
-    table: u64,
-    rules: Vec<u64>,
-}
+/// The handles an ADD's nftables rules got ([`NftHandles`]), in the plugin's
+/// state directory under `masq-nft/<instance hash>`.
+mod record {
+    use super::*;
 
-impl NftRecord {
     const DIR: &str = "masq-nft";
 
-    fn read(instance: &str) -> Option<NftRecord> {
-        let bytes = crate::state::read(&format!("{}/{instance}", Self::DIR)).ok()??;
-        let mut numbers = std::str::from_utf8(&bytes).ok()?.split_whitespace().map(str::parse::<u64>);
-        let netns = numbers.next()?.ok()?;
-        let table = numbers.next()?.ok()?;
-        let rules = numbers.collect::<std::result::Result<Vec<u64>, _>>().ok()?;
-        Some(NftRecord { netns, table, rules })
+    pub fn read(instance: &str) -> Option<NftHandles> {
+        let bytes = crate::state::read(&format!("{DIR}/{instance}")).ok()??;
+        NftHandles::decode(std::str::from_utf8(&bytes).ok()?, NFT_CHAIN)
     }
 
-    fn write(&self, instance: &str) -> Result<()> {
-        let text: Vec<String> =
-            [self.netns, self.table].into_iter().chain(self.rules.iter().copied()).map(|n| n.to_string()).collect();
-        crate::state::replace(&format!("{}/{instance}", Self::DIR), text.join(" ").as_bytes())
+    pub fn write(instance: &str, handles: &NftHandles) -> Result<()> {
+        crate::state::replace(&format!("{DIR}/{instance}"), handles.encode().as_bytes())
             .map_err(|e| internal(format!("recording the masquerade rules' handles: {}", e.message)))
     }
 
-    fn remove(instance: &str) {
-        let _ = crate::state::remove(&format!("{}/{instance}", Self::DIR));
+    pub fn remove(instance: &str) {
+        let _ = crate::state::remove(&format!("{DIR}/{instance}"));
     }
 
-    fn instances() -> Option<Vec<String>> {
-        crate::state::files(Self::DIR).ok()
+    pub fn instances() -> Option<Vec<String>> {
+        crate::state::files(DIR).ok()
     }
 }
 

@@ -333,8 +333,13 @@ impl NftBatch {
         let mut echo = NftEcho::default();
         for command in value["nftables"].as_array().into_iter().flatten() {
             let added = &command["add"];
-            if let Some(handle) = added["rule"]["handle"].as_u64() {
-                echo.rules.push(handle);
+            let rule = &added["rule"];
+            if let Some(handle) = rule["handle"].as_u64() {
+                echo.rules.push(NftAdded {
+                    chain: rule["chain"].as_str().unwrap_or_default().to_string(),
+                    handle,
+                    comment: rule["comment"].as_str().map(str::to_string),
+                });
             } else if let Some(handle) = added["table"]["handle"].as_u64() {
                 echo.table = Some(handle);
             }
@@ -347,7 +352,112 @@ impl NftBatch {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct NftEcho {
     pub table: Option<u64>,
-    pub rules: Vec<u64>,
+    /// The added rules, in the order the batch added them.
+    pub rules: Vec<NftAdded>,
+}
+
+/// One rule a batch added.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NftAdded {
+    pub chain: String,
+    pub handle: u64,
+    pub comment: Option<String>,
+}
+
+/// The rules one attachment's ADD added to a table, by the handles the
+/// kernel gave them, with the table's identity: its handle and its
+/// namespace's cookie, neither ever reused. nft deletes a rule only by its
+/// handle, so with this a DEL deletes an attachment's rules without
+/// listing chains that hold every attachment's. It is a hint kept in the
+/// plugin's state, checked against the kernel before use, never a grant:
+/// the host still checks that the table is the plugin's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NftHandles {
+    pub netns: u64,
+    pub table: u64,
+    /// (chain, rule handle)
+    pub rules: Vec<(String, u64)>,
+}
+
+impl NftHandles {
+    /// The rules of `echo` whose comment `ours` picks. `known` is the table
+    /// as read before the batch; when the batch created it, the table's
+    /// identity is read now, from its small `probe` chain. None when the
+    /// identity cannot be had: then DEL lists, as the reference does.
+    pub fn of_echo(
+        ns: &Netns,
+        (family, table, probe): (&str, &str, &str),
+        known: Option<&NftTable>,
+        echo: &NftEcho,
+        ours: impl Fn(&str) -> bool,
+    ) -> Option<NftHandles> {
+        let read;
+        let identity = match known.filter(|t| t.netns_cookie.is_some()) {
+            Some(table) => table,
+            None => {
+                read = NftTable::read_chain(ns, family, table, probe).ok().flatten()?;
+                &read
+            }
+        };
+        let rules = echo
+            .rules
+            .iter()
+            .filter(|r| r.comment.as_deref().is_some_and(&ours))
+            .map(|r| (r.chain.clone(), r.handle))
+            .collect();
+        Some(NftHandles { netns: identity.netns_cookie?, table: identity.handle?, rules })
+    }
+
+    /// Whether `table` (as read) is the table these handles were given in.
+    pub fn names(&self, table: &NftTable) -> bool {
+        table.handle == Some(self.table) && table.netns_cookie == Some(self.netns)
+    }
+
+    /// Adds the deletion of these rules to `batch`.
+    pub fn delete_in(&self, batch: &mut NftBatch, family: &str, table: &str) {
+        for (chain, handle) in &self.rules {
+            batch.delete_rule_by_handle(family, table, chain, *handle);
+        }
+    }
+
+    /// Deletes the rules while their table, read from its small `probe`
+    /// chain, is the one they were added to. False when the caller must find
+    /// them by listing instead: no such table or chain, another table of the
+    /// same name, or a rule already gone (the batch is all or nothing).
+    pub fn delete(&self, ns: &Netns, (family, table, probe): (&str, &str, &str)) -> bool {
+        let current = NftTable::read_chain(ns, family, table, probe).ok().flatten();
+        if !current.is_some_and(|t| self.names(&t)) {
+            return false;
+        }
+        let mut batch = NftBatch::new();
+        self.delete_in(&mut batch, family, table);
+        batch.apply(ns).is_ok()
+    }
+
+    /// `<netns cookie> <table handle> <chain>:<handle>...`; a bare
+    /// `<handle>` (the masquerade records of cni-wasm 0.1) is in
+    /// `default_chain`.
+    pub fn encode(&self) -> String {
+        let mut text = format!("{} {}", self.netns, self.table);
+        for (chain, handle) in &self.rules {
+            text.push_str(&format!(" {chain}:{handle}"));
+        }
+        text
+    }
+
+    pub fn decode(text: &str, default_chain: &str) -> Option<NftHandles> {
+        let mut words = text.split_whitespace();
+        let netns = words.next()?.parse().ok()?;
+        let table = words.next()?.parse().ok()?;
+        let rules = words
+            .map(|word| match word.rsplit_once(':') {
+                Some((chain, handle)) if !chain.is_empty() => Some((chain.to_string(), handle.parse().ok()?)),
+                Some(_) => None,
+                None => Some((default_chain.to_string(), word.parse().ok()?)),
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(NftHandles { netns, table, rules })
+    }
 }
 
 /// A rule as `nft -j list table` shows it.
@@ -506,6 +616,20 @@ mod tests {
         assert_eq!(chain_name("podman", "abc123", ""), "CNI-748d4dd0c88c50c10332c6d8");
         assert_eq!(chain_name("podman", "abc123", "DN-"), "CNI-DN-748d4dd0c88c50c10332c");
         assert_eq!(comment("podman", "abc123"), r#"name: "podman" id: "abc123""#);
+    }
+
+    #[test]
+    fn rule_handles_read_back_what_was_recorded() {
+        let handles =
+            NftHandles { netns: 4096, table: 7, rules: vec![("hostports".into(), 12), ("masquerading".into(), 13)] };
+        assert_eq!(handles.encode(), "4096 7 hostports:12 masquerading:13");
+        assert_eq!(NftHandles::decode(&handles.encode(), "x"), Some(handles));
+        // cni-wasm 0.1's masquerade records: bare handles in one chain.
+        let old = NftHandles::decode("4096 7 21 22", "masq_checks").unwrap();
+        assert_eq!(old.rules, [("masq_checks".to_string(), 21), ("masq_checks".to_string(), 22)]);
+        assert_eq!(NftHandles::decode("4096", "x"), None);
+        assert_eq!(NftHandles::decode("4096 7 chain:x", "x"), None);
+        assert_eq!(NftHandles::decode("4096 7 :3", "x"), None);
     }
 
     #[test]
