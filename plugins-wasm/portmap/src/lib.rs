@@ -17,7 +17,7 @@ use cni_plugin_sdk::conntrack::{self, FlowFilter};
 use cni_plugin_sdk::error::{Context, Result, internal};
 use cni_plugin_sdk::namespaces::{self, Netns};
 use cni_plugin_sdk::net::{IpNet, family_of, ip_to_wit};
-use cni_plugin_sdk::netfilter::iptables_unusable;
+use cni_plugin_sdk::netfilter::{NftHandles, iptables_unusable};
 use cni_plugin_sdk::types::IpFamily;
 use cni_plugin_sdk::{
     Attachment, Capability, CniResult, Invocation, Manifest, ObjectRole, StateLocation, links, masquerade, routes,
@@ -66,12 +66,15 @@ impl cni_plugin_sdk::Plugin for Portmap {
         let (v4, v6) = container_addresses(prev, &call.ifname);
         let _lock = state::lock("netfilter.lock")?;
         let outcome = (|| -> Result<()> {
-            let mut used_nftables = false;
+            let previous = read_record(&conf.name, &call.container_id)?;
+            let mut record = nftables::Record::new(&call.container_id);
             for container in [v4, v6].into_iter().flatten() {
-                used_nftables |= forward_ports(&host, &conf, &call.container_id, container)? == Backend::Nftables;
+                if let Some(handles) = forward_ports(&host, &conf, &call.container_id, container, previous.as_ref())? {
+                    record.families.push((nftables::family(&container).to_string(), handles));
+                }
             }
-            if used_nftables {
-                state::replace(&record(&conf.name, &call.container_id), call.container_id.as_bytes())?;
+            if !record.families.is_empty() {
+                state::replace(&record_path(&conf.name, &call.container_id), record.encode().as_bytes())?;
             }
             // After the rules are in place, so new datagrams use them.
             let families: Vec<IpFamily> = [v4, v6].into_iter().flatten().map(|ip| family_of(ip.addr)).collect();
@@ -80,7 +83,9 @@ impl cni_plugin_sdk::Plugin for Portmap {
         })();
         if let Err(e) = outcome {
             // Nothing half-configured: take back what this ADD wrote.
-            if let Err(undo) = unforward_ports(&host, &conf, &call.container_id, &[IpFamily::Ipv4, IpFamily::Ipv6]) {
+            if let Err(undo) =
+                unforward_ports(&host, &conf, &call.container_id, &[IpFamily::Ipv4, IpFamily::Ipv6], None)
+            {
                 cni_plugin_sdk::warn!("portmap: rolling back after a failed ADD: {}", undo.msg);
             }
             return Err(e);
@@ -102,8 +107,9 @@ impl cni_plugin_sdk::Plugin for Portmap {
         }
         let _lock = state::lock("netfilter.lock")?;
         let families = masquerade::families_of(call.prev_result.as_ref());
-        if unforward_ports(&host, &conf, &call.container_id, &families)? == Backend::Nftables {
-            state::remove(&record(&conf.name, &call.container_id))?;
+        let record = read_record(&conf.name, &call.container_id)?;
+        if unforward_ports(&host, &conf, &call.container_id, &families, record.as_ref())? == Backend::Nftables {
+            state::remove(&record_path(&conf.name, &call.container_id))?;
         }
         delete_stale_udp_flows(&host, &conf, &families);
         Ok(())
@@ -150,9 +156,10 @@ impl cni_plugin_sdk::Plugin for Portmap {
             if valid.iter().any(|a| a.container_id == container_id) {
                 continue;
             }
-            match nftables::unforward_ports(&host, &container_id) {
+            let record = read_record(&conf.name, &container_id)?;
+            match nftables::unforward_ports(&host, &container_id, record.as_ref()) {
                 Ok(()) => {
-                    state::remove(&record(&conf.name, &container_id))?;
+                    state::remove(&record_path(&conf.name, &container_id))?;
                 }
                 Err(e) => errors.push(e.msg),
             }
@@ -174,20 +181,34 @@ fn del_without_config(host: &Netns, config: &str, container_id: &str, why: &str)
     let _lock = state::lock("netfilter.lock")?;
     iptables::unforward_ports(host, &named.name, container_id, &[IpFamily::Ipv4, IpFamily::Ipv6])?;
     if masquerade::nftables_usable(host) {
-        nftables::unforward_ports(host, container_id)?;
+        let record = read_record(&named.name, container_id)?;
+        nftables::unforward_ports(host, container_id, record.as_ref())?;
     }
-    state::remove(&record(&named.name, container_id))?;
+    state::remove(&record_path(&named.name, container_id))?;
     Ok(())
 }
 
-fn record(network: &str, container_id: &str) -> String {
+fn record_path(network: &str, container_id: &str) -> String {
     format!("{NFT_RECORDS}/{network}/{container_id}")
 }
 
-/// Sets up the mappings for one container address; returns the backend
-/// used (the default one is iptables unless its table cannot be read and
-/// nftables works).
-fn forward_ports(host: &Netns, conf: &PortMap, container_id: &str, container: IpNet) -> Result<Backend> {
+/// The nftables record of an attachment; one that is not text is no
+/// record (its rules are then found by listing).
+fn read_record(network: &str, container_id: &str) -> Result<Option<nftables::Record>> {
+    let bytes = state::read(&record_path(network, container_id))?;
+    Ok(bytes.and_then(|b| String::from_utf8(b).ok()).map(|text| nftables::Record::decode(&text)))
+}
+
+/// Sets up the mappings for one container address; returns, when it used
+/// nftables, how to find its rules again (the default backend is iptables
+/// unless its table cannot be read and nftables works).
+fn forward_ports(
+    host: &Netns,
+    conf: &PortMap,
+    container_id: &str,
+    container: IpNet,
+    previous: Option<&nftables::Record>,
+) -> Result<Option<Option<NftHandles>>> {
     if conf.snat && container.is_ipv4() {
         enable_localnet_routing(host, container)?;
     }
@@ -201,22 +222,28 @@ fn forward_ports(host: &Netns, conf: &PortMap, container_id: &str, container: Ip
         },
     };
     match nat {
-        Some(nat) => iptables::forward_ports(host, conf, container_id, container, nat).map(|()| Backend::Iptables),
-        None => nftables::forward_ports(host, conf, container_id, container).map(|()| Backend::Nftables),
+        Some(nat) => iptables::forward_ports(host, conf, container_id, container, nat).map(|()| None),
+        None => nftables::forward_ports(host, conf, container_id, container, previous).map(Some),
     }
 }
 
 /// Removes the container's mappings; returns the backend they were in.
-fn unforward_ports(host: &Netns, conf: &PortMap, container_id: &str, families: &[IpFamily]) -> Result<Backend> {
+fn unforward_ports(
+    host: &Netns,
+    conf: &PortMap,
+    container_id: &str,
+    families: &[IpFamily],
+    record: Option<&nftables::Record>,
+) -> Result<Backend> {
     if conf.backend == Some(Backend::Nftables) {
-        return nftables::unforward_ports(host, container_id).map(|()| Backend::Nftables);
+        return nftables::unforward_ports(host, container_id, record).map(|()| Backend::Nftables);
     }
     if iptables::unforward_ports(host, &conf.name, container_id, families)? {
         return Ok(Backend::Iptables);
     }
     // The default is nftables only where iptables is not usable.
     if conf.backend.is_none() && masquerade::nftables_usable(host) {
-        return nftables::unforward_ports(host, container_id).map(|()| Backend::Nftables);
+        return nftables::unforward_ports(host, container_id, record).map(|()| Backend::Nftables);
     }
     Err(internal("neither iptables nor ip6tables usable"))
 }

@@ -11,13 +11,18 @@
 //! ```
 //!
 //! One nft transaction per family. Unlike the reference, the shared
-//! skeleton is declared only when it is missing or its conditions changed:
-//! re-declaring existing objects costs a kernel commit per ADD.
+//! skeleton is declared only when it is missing or its conditions changed
+//! (re-declaring existing objects costs a kernel commit per ADD), and an
+//! ADD or DEL reads only the one-rule `prerouting` chain, not the chains
+//! that hold every container's rules: ADD records its rules' handles
+//! ([`Record`]) and DEL deletes by them. A container without handles (the
+//! reference's, or cni-wasm 0.1's) is found by listing, as the reference
+//! does.
 
 use cni_plugin_sdk::error::{Result, internal};
 use cni_plugin_sdk::namespaces::Netns;
 use cni_plugin_sdk::net::IpNet;
-use cni_plugin_sdk::netfilter::{NftBatch, NftTable, expr};
+use cni_plugin_sdk::netfilter::{NftBatch, NftHandles, NftTable, expr};
 use serde_json::{Value, json};
 
 use crate::config::PortMap;
@@ -33,55 +38,167 @@ const MASQUERADING: &str = "masquerading";
 const DSTNAT: i32 = -100;
 const SRCNAT: i32 = 100;
 
-fn family(container: &IpNet) -> &'static str {
+pub fn family(container: &IpNet) -> &'static str {
     if container.is_ipv4() { "ip" } else { "ip6" }
 }
 
-pub fn forward_ports(host: &Netns, conf: &PortMap, container_id: &str, container: IpNet) -> Result<()> {
+/// What an ADD recorded of its nftables rules, in the plugin's state under
+/// `nftables/<network>/<containerID>`: the container id (all that records
+/// of cni-wasm 0.1 hold), then a line per family the ADD wrote to,
+/// `<family> <NftHandles>`, or `<family> list` when the handles could not
+/// be had. A family without a line has nothing of this container's, except
+/// in a 0.1 record, where every family is listed as the reference does.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Record {
+    pub container_id: String,
+    pub families: Vec<(String, Option<NftHandles>)>,
+}
+
+impl Record {
+    pub fn new(container_id: &str) -> Record {
+        Record { container_id: container_id.into(), families: Vec::new() }
+    }
+
+    pub fn encode(&self) -> String {
+        let mut text = self.container_id.clone();
+        for (family, handles) in &self.families {
+            let handles = handles.as_ref().map_or_else(|| "list".to_string(), NftHandles::encode);
+            text.push_str(&format!("\n{family} {handles}"));
+        }
+        text
+    }
+
+    pub fn decode(text: &str) -> Record {
+        let mut lines = text.lines();
+        let container_id = lines.next().unwrap_or_default().to_string();
+        let families = lines
+            .filter_map(|line| {
+                let (family, handles) = line.split_once(' ')?;
+                Some((family.to_string(), NftHandles::decode(handles, HOSTPORTS)))
+            })
+            .collect();
+        Record { container_id, families }
+    }
+
+    /// How to find a family's rules of this container.
+    fn lookup(&self, family: &str) -> Found<'_> {
+        if self.families.is_empty() {
+            return Found::List;
+        }
+        match self.families.iter().find(|(f, _)| f == family) {
+            Some((_, Some(handles))) => Found::Handles(handles),
+            Some((_, None)) => Found::List,
+            None => Found::Nothing,
+        }
+    }
+}
+
+enum Found<'a> {
+    Handles(&'a NftHandles),
+    List,
+    Nothing,
+}
+
+fn lookup<'a>(record: Option<&'a Record>, family: &str) -> Found<'a> {
+    record.map_or(Found::List, |r| r.lookup(family))
+}
+
+/// The skeleton's one-rule chain: reading it tells whether the skeleton is
+/// complete and which table this is, at a cost that does not grow with the
+/// number of attachments.
+const PROBE: &str = "prerouting";
+
+/// Sets up one address's mappings; returns the handles of the rules it
+/// added (None: they could not be had, DEL will list).
+pub fn forward_ports(
+    host: &Netns,
+    conf: &PortMap,
+    container_id: &str,
+    container: IpNet,
+    previous: Option<&Record>,
+) -> Result<Option<NftHandles>> {
     let family = family(&container);
     let conditions = parse_conditions(conf.conditions(container.is_ipv4()))?;
     // The base chains' rule carries its conditions as a comment, so an ADD
     // can tell whether the skeleton is already what it would write.
     let skeleton_comment = skeleton_comment(conf.conditions(container.is_ipv4()));
-    let existing = NftTable::read(host, family, TABLE)?;
-    let mut batch = NftBatch::new();
-    let complete = existing.as_ref().is_some_and(|t| {
-        [HOSTPORTS, HOSTIP_HOSTPORTS, HOSTPORTS_ALL].iter().all(|c| t.has_chain(c))
-            && (!conf.snat || t.has_chain(MASQUERADING))
-            && ["prerouting", "output"].iter().all(|chain| {
-                let rules: Vec<_> = t.rules_in(chain).collect();
-                rules.len() == 1 && rules[0].comment.as_deref() == Some(skeleton_comment.as_str())
-            })
-            && t.rules_in(HOSTPORTS_ALL).count() == 2
-    });
-    if !complete {
-        batch.add_table(family, TABLE, Some("CNI portmap plugin"));
-        for chain in [HOSTPORTS, HOSTIP_HOSTPORTS, HOSTPORTS_ALL] {
-            batch.add_chain(family, TABLE, chain, None);
+    let found = match previous {
+        Some(record) => record.lookup(family),
+        // A first ADD: nothing of the container's to replace.
+        None => Found::Nothing,
+    };
+    let fast = !matches!(found, Found::List);
+    let existing =
+        if fast { NftTable::read_chain(host, family, TABLE, PROBE)? } else { NftTable::read(host, family, TABLE)? };
+    let attempt = |existing: Option<&NftTable>, found: &Found| {
+        let mut batch = NftBatch::new();
+        // prerouting and output are written in one transaction with
+        // hostports_all's jumps, and the kernel keeps a chain while a rule
+        // jumps to it: the probe's rule stands for the rest.
+        let complete = existing.is_some_and(|t| {
+            let rules: Vec<_> = t.rules_in(PROBE).collect();
+            rules.len() == 1 && rules[0].comment.as_deref() == Some(skeleton_comment.as_str())
+        });
+        if !complete {
+            skeleton(&mut batch, family, conf, &conditions, &skeleton_comment);
         }
-        batch.flush_chain(family, TABLE, HOSTPORTS_ALL);
-        batch.add_rule(family, TABLE, HOSTPORTS_ALL, vec![expr::jump(HOSTIP_HOSTPORTS)], None);
-        batch.add_rule(family, TABLE, HOSTPORTS_ALL, vec![expr::jump(HOSTPORTS)], None);
-        for (chain, hook) in [("prerouting", "prerouting"), ("output", "output")] {
-            batch.add_base_chain(family, TABLE, chain, "nat", hook, DSTNAT);
-            batch.flush_chain(family, TABLE, chain);
-            let mut rule = conditions.clone();
-            rule.push(expr::fib_daddr_local());
-            rule.push(expr::jump(HOSTPORTS_ALL));
-            batch.add_rule(family, TABLE, chain, rule, Some(&skeleton_comment));
+        // A repeated ADD replaces the container's rules rather than doubling them.
+        match found {
+            Found::Handles(handles) if existing.is_some_and(|t| handles.names(t)) => {
+                handles.delete_in(&mut batch, family, TABLE)
+            }
+            _ => {
+                for stale in existing.iter().flat_map(|t| t.rules.iter()) {
+                    if stale.comment.as_deref() == Some(container_id)
+                        && [HOSTPORTS, HOSTIP_HOSTPORTS, MASQUERADING].contains(&stale.chain.as_str())
+                    {
+                        batch.delete_rule(stale);
+                    }
+                }
+            }
         }
-        if conf.snat {
-            batch.add_base_chain(family, TABLE, MASQUERADING, "nat", "postrouting", SRCNAT);
+        container_rules(&mut batch, family, conf, container_id, container);
+        batch.apply_echo(host)
+    };
+    let echo = match attempt(existing.as_ref(), &found) {
+        Ok(echo) => echo,
+        // The skeleton damaged behind the probe's back, or a recorded rule
+        // gone: once more from a listing of the whole table.
+        Err(_) if fast => {
+            let listed = NftTable::read(host, family, TABLE)?;
+            attempt(listed.as_ref(), &Found::List)?
         }
+        Err(e) => return Err(e),
+    };
+    Ok(NftHandles::of_echo(host, (family, TABLE, PROBE), existing.as_ref(), &echo, |c| c == container_id))
+}
+
+/// The table, its chains and the base chains' jump rules. The reference
+/// declares them on every ADD; here only when the probe says something is
+/// missing (re-declaring costs a kernel commit).
+fn skeleton(batch: &mut NftBatch, family: &str, conf: &PortMap, conditions: &[Value], comment: &str) {
+    batch.add_table(family, TABLE, Some("CNI portmap plugin"));
+    for chain in [HOSTPORTS, HOSTIP_HOSTPORTS, HOSTPORTS_ALL] {
+        batch.add_chain(family, TABLE, chain, None);
     }
-    // A repeated ADD replaces the container's rules rather than doubling them.
-    for stale in existing.iter().flat_map(|t| t.rules.iter()) {
-        if stale.comment.as_deref() == Some(container_id)
-            && [HOSTPORTS, HOSTIP_HOSTPORTS, MASQUERADING].contains(&stale.chain.as_str())
-        {
-            batch.delete_rule(stale);
-        }
+    batch.flush_chain(family, TABLE, HOSTPORTS_ALL);
+    batch.add_rule(family, TABLE, HOSTPORTS_ALL, vec![expr::jump(HOSTIP_HOSTPORTS)], None);
+    batch.add_rule(family, TABLE, HOSTPORTS_ALL, vec![expr::jump(HOSTPORTS)], None);
+    for (chain, hook) in [("prerouting", "prerouting"), ("output", "output")] {
+        batch.add_base_chain(family, TABLE, chain, "nat", hook, DSTNAT);
+        batch.flush_chain(family, TABLE, chain);
+        let mut rule = conditions.to_vec();
+        rule.push(expr::fib_daddr_local());
+        rule.push(expr::jump(HOSTPORTS_ALL));
+        batch.add_rule(family, TABLE, chain, rule, Some(comment));
     }
+    if conf.snat {
+        batch.add_base_chain(family, TABLE, MASQUERADING, "nat", "postrouting", SRCNAT);
+    }
+}
+
+/// The container's DNAT rules, and its hairpin and localhost masquerade.
+fn container_rules(batch: &mut NftBatch, family: &str, conf: &PortMap, container_id: &str, container: IpNet) {
     let address = container.addr.to_string();
     for mapping in conf.mappings.iter().filter(|m| m.applies_to(container.addr)) {
         let mut rule = Vec::new();
@@ -107,7 +224,6 @@ pub fn forward_ports(host: &Netns, conf: &PortMap, container_id: &str, container
             batch.add_rule(family, TABLE, MASQUERADING, rule, Some(container_id));
         }
     }
-    batch.apply(host).map_err(|e| internal(format!("unable to set up nftables rules for port mappings: {}", e.msg)))
 }
 
 fn any(container: &IpNet) -> Value {
@@ -118,9 +234,15 @@ fn skeleton_comment(conditions: &[String]) -> String {
     if conditions.is_empty() { "cni-wasm: no conditions".into() } else { format!("cni-wasm: {}", conditions.join(" ")) }
 }
 
-/// Deletes the container's rules from both families' tables.
-pub fn unforward_ports(host: &Netns, container_id: &str) -> Result<()> {
+/// Deletes the container's rules from both families' tables: by the
+/// recorded handles where the record has them, else by listing the table.
+pub fn unforward_ports(host: &Netns, container_id: &str, record: Option<&Record>) -> Result<()> {
     for family in ["ip", "ip6"] {
+        match lookup(record, family) {
+            Found::Nothing => continue,
+            Found::Handles(handles) if handles.delete(host, (family, TABLE, PROBE)) => continue,
+            _ => {}
+        }
         let Some(table) = NftTable::read(host, family, TABLE)? else { continue };
         let mut batch = NftBatch::new();
         for rule in table.rules.iter().filter(|r| r.comment.as_deref() == Some(container_id)) {
