@@ -494,3 +494,63 @@ fn concurrent_adds_and_dels_with_iptables_share_the_chains() {
 fn concurrent_adds_and_dels_with_nftables_share_the_table() {
     concurrent_adds_and_dels("nftables");
 }
+
+/// The comments of the rules in the nftables backend's `containers` chain.
+fn nft_container_comments(host: &Netns) -> Vec<String> {
+    let listing = host.exec("nft", &["-j", "list", "table", "inet", "cni_firewall"]);
+    let listing: Value = serde_json::from_str(&listing).unwrap_or(Value::Null);
+    listing["nftables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|o| o["rule"]["chain"] == "containers")
+        .map(|o| o["rule"]["comment"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// Every attachment's rules share the `containers` chain, and nft deletes
+/// a rule only by its handle. An ADD reads only the three-rule forward
+/// chain (and, to isolate, the per-bridge stage 1 chain) and records its
+/// rules' handles; a DEL or a repeated ADD deletes by them. Only the first
+/// ADD on a node, which makes the table, lists it; a record without handles
+/// (an older cni-wasm's) makes DEL list it.
+#[test]
+fn nftables_add_and_del_find_the_attachments_rules_by_recorded_handles() {
+    let direct = Direct::new("fw-nftrec");
+    let audit = cni_wasm_tests::plugin::Audit::new("fw-nftrec");
+    // Records live in the node's state directory: a network of this run.
+    let network = format!("fw-nftrec-{}", std::process::id());
+    let extra = json!({"backend": "nftables", "ingressPolicy": "same-bridge"});
+    let configs = [("a", "10.69.0.2/24"), ("b", "10.69.0.3/24")]
+        .map(|(id, address)| (id, direct_config("1.0.0", &network, extra.clone(), Some(&[address]))));
+    let call = |command: &str, (id, config): &(&str, Value)| {
+        let out = run(&direct.install.plugin("firewall"), &audit.on(direct.env(command, id)), &config.to_string());
+        assert!(out.success, "{command} {id}: {} {}", out.stdout, out.stderr);
+    };
+    let of =
+        |id: &str| nft_container_comments(&direct.host).iter().filter(|c| c.ends_with(&format!("id: {id}"))).count();
+    call("ADD", &configs[0]);
+    assert_eq!(audit.take_count("netfilter.nft-list-table"), 1, "the first ADD, making the table, lists it");
+    call("ADD", &configs[1]);
+    assert_eq!(audit.take_count("netfilter.nft-list-table"), 0, "a second ADD lists no table");
+    assert_eq!((of("a"), of("b")), (2, 2), "replies in and traffic out, per address");
+    call("ADD", &configs[0]);
+    assert_eq!(audit.take_count("netfilter.nft-list-table"), 0, "a repeated ADD lists no table");
+    assert_eq!(of("a"), 2, "a repeated ADD replaces the attachment's rules");
+    call("CHECK", &configs[0]);
+    audit.take_count("netfilter.nft-list-table");
+
+    call("DEL", &configs[0]);
+    assert_eq!(audit.take_count("netfilter.nft-list-table"), 0, "DEL by recorded handles lists no table");
+    assert_eq!((of("a"), of("b")), (0, 2), "DEL removes only a's rules");
+
+    let path = std::path::Path::new("/run/cni-wasm/firewall/attachments").join(&network).join("b:eth0");
+    let mut record: Value = serde_json::from_slice(&std::fs::read(&path).expect("ADD recorded b")).unwrap();
+    assert!(record["nftRules"].is_string(), "the record holds the handles: {record}");
+    record.as_object_mut().unwrap().remove("nftRules");
+    std::fs::write(&path, record.to_string()).unwrap();
+    call("DEL", &configs[1]);
+    assert_eq!(audit.take_count("netfilter.nft-list-table"), 1, "DEL without handles lists the table");
+    assert_eq!(of("b"), 0, "every rule of b is gone");
+    assert!(!path.exists(), "DEL removes the record");
+}

@@ -341,3 +341,75 @@ fn a_line_break_in_a_condition_is_a_config_error_and_injects_nothing() {
     let nat = iptables_save(&ours.host, false, "nat");
     assert!(!nat.contains("-j RETURN"), "nothing was injected:\n{nat}");
 }
+
+/// A chained portmap config for network `name`, with bridge's prevResult
+/// for `address` and one tcp mapping of `host_port`.
+fn direct_config(name: &str, address: &str, host_port: u16) -> String {
+    json!({"cniVersion": "1.0.0", "name": name, "type": "portmap", "backend": "nftables",
+        "runtimeConfig": {"portMappings": port_mappings(&[(host_port, 80, "tcp", None)])},
+        "prevResult": {"cniVersion": "1.0.0",
+            "interfaces": [{"name": "cni-podman0"}, {"name": "veth0"}, {"name": "eth0", "sandbox": "/var/run/netns/x"}],
+            "ips": [{"address": address, "interface": 2}]}})
+    .to_string()
+}
+
+/// The comments of the rules in `ip cni_hostport`'s hostports and
+/// masquerading chains (`nft -j list table`).
+fn nft_container_comments(host: &Netns) -> Vec<String> {
+    let listing = host.exec("nft", &["-j", "list", "table", "ip", "cni_hostport"]);
+    let listing: Value = serde_json::from_str(&listing).unwrap_or(Value::Null);
+    listing["nftables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|o| ["hostports", "masquerading"].contains(&o["rule"]["chain"].as_str().unwrap_or_default()))
+        .map(|o| o["rule"]["comment"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// Every container's DNAT and hairpin rules share two chains, and nft
+/// deletes a rule only by its handle, so the reference lists the whole
+/// table on every ADD and DEL. Ours reads only the one-rule prerouting
+/// chain, records the handles of what it added, and a DEL or a repeated
+/// ADD deletes by them: no ADD or DEL lists the table. A container whose
+/// record has no handles (cni-wasm 0.1's) is still removed, by listing.
+#[test]
+fn nftables_add_and_del_find_the_containers_rules_by_recorded_handles() {
+    cni_wasm_tests::require_root();
+    let install = Installation::new("pm-nftrec");
+    let host = Netns::new("pm-nftrec-h");
+    let audit = cni_wasm_tests::plugin::Audit::new("pm-nftrec");
+    // Records live in the node's state directory: a network of this run.
+    let network = format!("pm-nftrec-{}", std::process::id());
+    let containers = [("a", "10.78.0.2/24", 8081), ("b", "10.78.0.3/24", 8082)].map(|(id, address, port)| {
+        (id, Netns::new(&format!("pm-nftrec-{id}")), direct_config(&network, address, port))
+    });
+    let call = |command: &str, (id, ct, config): &(&str, Netns, String)| {
+        let env =
+            Env { host_netns: Some(host.name.clone()), ..Env::new(command, id, &ct.path(), "eth0", &install.dir) };
+        let out = run(&install.plugin("portmap"), &audit.on(env), config);
+        assert!(out.success, "{command} {id}: {} {}", out.stdout, out.stderr);
+    };
+    let of = |id: &str| nft_container_comments(&host).iter().filter(|c| *c == id).count();
+    for container in &containers {
+        call("ADD", container);
+        assert_eq!(audit.take_count("netfilter.nft-list-table"), 0, "ADD {} lists no table", container.0);
+    }
+    // One DNAT rule, the hairpin and the localhost masquerade each.
+    assert_eq!((of("a"), of("b")), (3, 3));
+    call("ADD", &containers[0]);
+    assert_eq!(audit.take_count("netfilter.nft-list-table"), 0, "a repeated ADD lists no table");
+    assert_eq!(of("a"), 3, "a repeated ADD replaces the container's rules");
+
+    call("DEL", &containers[0]);
+    assert_eq!(audit.take_count("netfilter.nft-list-table"), 0, "DEL by recorded handles lists no table");
+    assert_eq!((of("a"), of("b")), (0, 3), "DEL removes only a's rules");
+
+    // b as cni-wasm 0.1 recorded it: the container id, no handles.
+    let record = std::path::Path::new("/run/cni-wasm/portmap/nftables").join(&network).join("b");
+    std::fs::write(&record, "b").expect("ADD recorded b");
+    call("DEL", &containers[1]);
+    assert_eq!(audit.take_count("netfilter.nft-list-table"), 2, "DEL without handles lists each family's table");
+    assert_eq!(of("b"), 0, "every rule of b is gone");
+    assert!(!record.exists(), "DEL removes the record");
+}

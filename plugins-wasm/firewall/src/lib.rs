@@ -14,7 +14,8 @@
 //! CHECK also checks the isolation rules and creates nothing; STATUS says
 //! whether the backend is usable; GC removes what attachments the runtime
 //! no longer lists left behind ([`records`] for iptables and firewalld,
-//! rule comments for nftables).
+//! rule comments for nftables). An ADD or DEL never lists the chains that
+//! hold every attachment's rules where the records let it avoid that.
 
 mod config;
 mod firewalld;
@@ -25,6 +26,7 @@ mod records;
 use cni_plugin_sdk::error::{Result, code, error, internal};
 use cni_plugin_sdk::namespaces::{self, Netns};
 use cni_plugin_sdk::net::IpNet;
+use cni_plugin_sdk::netfilter::NftHandles;
 use cni_plugin_sdk::{Attachment, Capability, CniResult, Invocation, Manifest, ObjectRole, StateLocation, state};
 
 use crate::config::{Backend, Conf, DEFAULT_ADMIN_CHAIN, container_ips, isolation_bridge};
@@ -63,15 +65,22 @@ impl cni_plugin_sdk::Plugin for Firewall {
         }
         let host = namespaces::host();
         let _lock = state::lock(LOCK)?;
-        if backend != Backend::Nftables {
-            // First, so a failure leaves no rules without a record; the
-            // host removes the record if the ADD fails.
-            records::write(&conf.name, &Record::new(&call.container_id, &call.ifname, backend, &ips, &conf.zone))?;
-        }
+        let previous_record = records::read(&conf.name, &call.container_id, &call.ifname)?;
+        let mut record = Record::new(&call.container_id, &call.ifname, backend, &ips, &conf.zone);
+        // An earlier ADD's nftables rules stay findable until a DEL.
+        record.nft_rules = previous_record.as_ref().and_then(|r| r.nft_rules.clone());
+        // First, so a failure leaves no rules without a record; the host
+        // removes the record if the ADD fails.
+        records::write(&conf.name, &record)?;
         match backend {
             Backend::Iptables => iptables::add(&host, &conf.admin_chain, &ips, isolation.as_ref())?,
             Backend::Nftables => {
-                nftables::add(&host, &conf.name, &call.ifname, &call.container_id, &ips, isolation.as_ref())?
+                let previous = previous_record.as_ref().and_then(Record::nft_handles);
+                let nft =
+                    nftables::Owner { network: &conf.name, ifname: &call.ifname, container_id: &call.container_id };
+                let handles = nftables::add(&host, &nft, &ips, isolation.as_ref(), previous.as_ref())?;
+                record.nft_rules = handles.as_ref().map(NftHandles::encode);
+                records::write(&conf.name, &record)?;
             }
             Backend::Firewalld => {
                 firewalld::add(&firewalld::SystemBus, &conf.zone, &ips)?;
@@ -109,9 +118,19 @@ impl cni_plugin_sdk::Plugin for Firewall {
         {
             teardown(&host, recorded, record.zone.as_deref().unwrap_or(&conf.zone), &record.ips(), &mut errors);
         }
-        // nftables rules are found by their comment whatever the config
-        // says; where nft is unusable and not asked for, there are none.
-        match nftables::remove(&host, &conf.name, &call.ifname, &call.container_id) {
+        // nftables rules are found by their handles, or by their comment
+        // whatever the config says, unless the record says the ADD wrote
+        // none; where nft is unusable and not asked for, there are none.
+        let nft = nftables::Owner { network: &conf.name, ifname: &call.ifname, container_id: &call.container_id };
+        let found = match &record {
+            Some(record) => match record.nft_handles() {
+                Some(handles) => nftables::Found::Handles(handles),
+                None if record.backend() == Some(Backend::Nftables) => nftables::Found::List,
+                None => nftables::Found::Nothing,
+            },
+            None => nftables::Found::List,
+        };
+        match nftables::remove(&host, &nft, found) {
             Ok(()) => {}
             Err(e) if backend == Backend::Nftables => errors.push(e.msg),
             Err(e) => cni_plugin_sdk::debug!("firewall: nftables cleanup skipped: {}", e.msg),

@@ -30,7 +30,7 @@ use cni_plugin_sdk::Attachment;
 use cni_plugin_sdk::error::{Result, internal};
 use cni_plugin_sdk::namespaces::Netns;
 use cni_plugin_sdk::net::IpNet;
-use cni_plugin_sdk::netfilter::{NftBatch, NftTable, expr, hash_with_prefix};
+use cni_plugin_sdk::netfilter::{NftBatch, NftHandles, NftTable, expr, hash_with_prefix};
 use serde_json::{Value, json};
 
 use crate::config::IngressPolicy;
@@ -116,18 +116,21 @@ fn isolation_rules(isolation: &Isolation) -> Vec<(&'static str, String, Vec<Valu
 }
 
 fn layout_complete(table: &NftTable) -> bool {
-    let jumps: Vec<Value> = table.rules_in(FORWARD).map(|r| r.expr.clone()).collect();
-    let expected: Vec<Value> = JUMPS.iter().map(|c| json!([expr::jump(c)])).collect();
-    JUMPS.iter().all(|c| table.has_chain(c)) && table.has_chain(FORWARD) && jumps == expected
+    JUMPS.iter().all(|c| table.has_chain(c)) && table.has_chain(FORWARD) && forward_complete(table)
 }
 
-/// The table, its chains and the base chain's jumps, when anything is
-/// missing (declaring what exists costs a kernel commit; the base chain is
-/// rewritten whole, it holds nothing else).
-fn ensure_layout(existing: Option<&NftTable>, batch: &mut NftBatch) {
-    if existing.is_some_and(layout_complete) {
-        return;
-    }
+/// The base chain holds the three jumps. The kernel keeps a chain while a
+/// rule jumps to it, so this alone says the chains exist.
+fn forward_complete(table: &NftTable) -> bool {
+    let jumps: Vec<Value> = table.rules_in(FORWARD).map(|r| r.expr.clone()).collect();
+    let expected: Vec<Value> = JUMPS.iter().map(|c| json!([expr::jump(c)])).collect();
+    jumps == expected
+}
+
+/// The table, its chains and the base chain's jumps (declaring what exists
+/// costs a kernel commit, so only when the probe says something is
+/// missing; the base chain is rewritten whole, it holds nothing else).
+fn declare_layout(batch: &mut NftBatch) {
     batch.add_table(FAMILY, TABLE, Some("CNI firewall plugin rules"));
     batch.add_base_chain(FAMILY, TABLE, FORWARD, "filter", "forward", 0);
     for chain in [ADMIN, CONTAINERS, STAGE_1, STAGE_2] {
@@ -139,49 +142,124 @@ fn ensure_layout(existing: Option<&NftTable>, batch: &mut NftBatch) {
     }
 }
 
-/// ADD, in one transaction: the layout, the attachment's rules (replacing
-/// any an earlier ADD of the same attachment left), the bridge's isolation
-/// rules unless present.
-pub fn add(
-    host: &Netns,
-    network: &str,
-    ifname: &str,
-    container_id: &str,
-    ips: &[IpNet],
-    isolation: Option<&Isolation>,
-) -> Result<()> {
-    let existing = NftTable::read(host, FAMILY, TABLE)?;
-    let mut batch = NftBatch::new();
-    ensure_layout(existing.as_ref(), &mut batch);
-    let instance = instance_hash(network, ifname, container_id);
-    for stale in existing.iter().flat_map(|t| t.rules_in(CONTAINERS)) {
-        if stale.comment.as_deref().is_some_and(|c| c.starts_with(&instance)) {
-            batch.delete_rule(stale);
-        }
-    }
-    let comment = instance_comment(network, ifname, container_id);
-    for ip in ips {
-        for rule in address_rules(ip) {
-            batch.add_rule(FAMILY, TABLE, CONTAINERS, rule, Some(&comment));
-        }
-    }
-    if let Some(isolation) = isolation {
-        for (chain, comment, rule) in isolation_rules(isolation) {
-            let present =
-                existing.iter().flat_map(|t| t.rules_in(chain)).any(|r| r.comment.as_deref() == Some(comment.as_str()));
-            if !present {
-                batch.add_rule(FAMILY, TABLE, chain, rule, Some(&comment));
-            }
-        }
-    }
-    batch.apply(host)
+/// Whose rules: one attachment of one network.
+pub struct Owner<'a> {
+    pub network: &'a str,
+    pub ifname: &'a str,
+    pub container_id: &'a str,
 }
 
-/// DEL: the attachment's rules, found by their comment (prevResult is not
-/// needed). The layout and isolation rules stay for other containers.
-pub fn remove(host: &Netns, network: &str, ifname: &str, container_id: &str) -> Result<()> {
-    let instance = instance_hash(network, ifname, container_id);
-    delete_container_rules(host, |comment| comment.starts_with(&instance))
+impl Owner<'_> {
+    fn instance(&self) -> String {
+        instance_hash(self.network, self.ifname, self.container_id)
+    }
+
+    fn comment(&self) -> String {
+        instance_comment(self.network, self.ifname, self.container_id)
+    }
+}
+
+/// How DEL finds an attachment's rules.
+pub enum Found {
+    /// By the handles its ADD recorded.
+    Handles(NftHandles),
+    /// By listing the table (no record of the handles).
+    List,
+    /// The record says its ADD wrote no nftables rules.
+    Nothing,
+}
+
+/// The small base chain, read to tell the layout is complete and which
+/// table this is without reading the chain of every attachment's rules.
+const PROBE: &str = FORWARD;
+
+/// ADD, in one transaction: the layout, the attachment's rules (replacing
+/// any an earlier ADD of the same attachment left), the bridge's isolation
+/// rules unless present. Reads the three-rule base chain and, to isolate,
+/// the per-bridge stage 1 chain; when that view was wrong (a chain gone
+/// behind it, a recorded rule deleted), once more from the whole table.
+/// Returns the handles of the attachment's rules.
+pub fn add(
+    host: &Netns,
+    attachment: &Owner,
+    ips: &[IpNet],
+    isolation: Option<&Isolation>,
+    previous: Option<&NftHandles>,
+) -> Result<Option<NftHandles>> {
+    let probe = NftTable::read_chain(host, FAMILY, TABLE, PROBE)?;
+    let comment = attachment.comment();
+    // `view` is the probe (and stage 1), or the whole table.
+    let attempt = |view: Option<&NftTable>, whole: bool, previous: Option<&NftHandles>| {
+        let mut batch = NftBatch::new();
+        let complete = view.is_some_and(|t| if whole { layout_complete(t) } else { forward_complete(t) });
+        if !complete {
+            declare_layout(&mut batch);
+        }
+        match previous {
+            Some(handles) if view.is_some_and(|t| handles.names(t)) => handles.delete_in(&mut batch, FAMILY, TABLE),
+            _ => {
+                let instance = attachment.instance();
+                for stale in view.iter().flat_map(|t| t.rules_in(CONTAINERS)) {
+                    if stale.comment.as_deref().is_some_and(|c| c.starts_with(&instance)) {
+                        batch.delete_rule(stale);
+                    }
+                }
+            }
+        }
+        for ip in ips {
+            for rule in address_rules(ip) {
+                batch.add_rule(FAMILY, TABLE, CONTAINERS, rule, Some(&comment));
+            }
+        }
+        if let Some(isolation) = isolation {
+            for (chain, comment, rule) in isolation_rules(isolation) {
+                // Unlisted, stage 2's rule is there with stage 1's (one
+                // batch adds both, under one comment).
+                let listed = if whole { chain } else { STAGE_1 };
+                let present = view
+                    .iter()
+                    .flat_map(|t| t.rules_in(listed))
+                    .any(|r| r.comment.as_deref() == Some(comment.as_str()));
+                if !present {
+                    batch.add_rule(FAMILY, TABLE, chain, rule, Some(&comment));
+                }
+            }
+        }
+        batch.apply_echo(host)
+    };
+    let whole = || NftTable::read(host, FAMILY, TABLE);
+    let echo = match &probe {
+        // A first ADD on this node (or a damaged layout): the whole table.
+        None => attempt(whole()?.as_ref(), true, None)?,
+        Some(probe) => {
+            let mut view = probe.clone();
+            if isolation.is_some()
+                && let Some(stage_1) = NftTable::read_chain(host, FAMILY, TABLE, STAGE_1)?
+            {
+                view.rules.extend(stage_1.rules);
+            }
+            match attempt(Some(&view), false, previous) {
+                Ok(echo) => echo,
+                // The view was wrong (a chain gone, a recorded rule deleted).
+                Err(_) => attempt(whole()?.as_ref(), true, None)?,
+            }
+        }
+    };
+    Ok(NftHandles::of_echo(host, (FAMILY, TABLE, PROBE), probe.as_ref(), &echo, |c| c == comment))
+}
+
+/// DEL: the attachment's rules, by their handles or found by their comment
+/// (prevResult is not needed). The layout and isolation rules stay for
+/// other containers.
+pub fn remove(host: &Netns, attachment: &Owner, found: Found) -> Result<()> {
+    match found {
+        Found::Nothing => Ok(()),
+        Found::Handles(handles) if handles.delete(host, (FAMILY, TABLE, PROBE)) => Ok(()),
+        Found::Handles(_) | Found::List => {
+            let instance = attachment.instance();
+            delete_container_rules(host, |comment| comment.starts_with(&instance))
+        }
+    }
 }
 
 /// GC: the rules of this network's attachments that are not in `valid`.

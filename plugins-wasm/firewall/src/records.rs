@@ -5,10 +5,12 @@
 //! lives here instead: `attachments/<network>/<containerID>:<ifname>` in
 //! the plugin's state directory under /run, which, like the rules, does not
 //! survive a reboot. (':' appears in neither a container id nor a link
-//! name, so the file name is unambiguous.)
+//! name, so the file name is unambiguous.) An nftables ADD's record holds
+//! its rules' handles, a hint DEL checks against the kernel.
 
 use cni_plugin_sdk::error::{Result, internal};
 use cni_plugin_sdk::net::IpNet;
+use cni_plugin_sdk::netfilter::NftHandles;
 use cni_plugin_sdk::state;
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +25,11 @@ pub struct Record {
     pub ips: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub zone: Option<String>,
+    /// The handles of the nftables rules an ADD added ([`NftHandles`]
+    /// encoded), so DEL deletes them without listing the chain that holds
+    /// every attachment's.
+    #[serde(rename = "nftRules", skip_serializing_if = "Option::is_none", default)]
+    pub nft_rules: Option<String>,
 }
 
 impl Record {
@@ -33,7 +40,12 @@ impl Record {
             backend: backend.name().into(),
             ips: ips.iter().map(IpNet::to_string).collect(),
             zone: (backend == Backend::Firewalld).then(|| zone.to_string()),
+            nft_rules: None,
         }
+    }
+
+    pub fn nft_handles(&self) -> Option<NftHandles> {
+        NftHandles::decode(self.nft_rules.as_deref()?, "containers")
     }
 
     pub fn backend(&self) -> Option<Backend> {
