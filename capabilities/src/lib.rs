@@ -22,6 +22,7 @@ pub mod net;
 pub mod netfilter;
 pub mod netlink;
 pub mod netns;
+pub mod nft_netlink;
 pub mod process;
 pub mod routes;
 pub mod rules;

@@ -3,25 +3,42 @@
 //! `iptables-restore --noflush -w` (atomic per table). The tools own the
 //! encoding, iptables' compat expressions included, so rules written here
 //! are the same objects the reference plugins and admins' own tools write.
+//! The exception: batches of the per-attachment rules [`nft_netlink`]
+//! encodes exactly as nft does go straight to the kernel.
 
 use std::time::Instant;
 
 use crate::addresses::Family;
 use crate::error::{Error, ErrorKind, Result};
 use crate::netns::Netns;
-use crate::process;
+use crate::{nft_netlink, process};
 
-/// Applies an nft JSON batch (`{"nftables": [...]}`) in one transaction.
+/// Applies an nft JSON batch (`{"nftables": [...]}`) in one transaction:
+/// over netlink when [`nft_netlink`] encodes every command, else by nft.
 pub fn nft_apply(ns: &Netns, batch: &str, deadline: Instant) -> Result<()> {
+    if let Some(encoded) = native(batch) {
+        return nft_netlink::apply(ns, &encoded.1, deadline).map(drop);
+    }
     let nft = process::find_tool("nft")?;
     let output = process::run_tool(ns, &nft, &["-j", "-f", "-"], batch.as_bytes(), deadline)?;
     check("applying an nftables batch", ns, &output)
+}
+
+/// The batch, parsed and encoded for netlink, if every command can be.
+fn native(batch: &str) -> Option<(serde_json::Value, nft_netlink::Batch)> {
+    let value: serde_json::Value = serde_json::from_str(batch).ok()?;
+    let encoded = nft_netlink::encode(&value)?;
+    Some((value, encoded))
 }
 
 /// Applies an nftables JSON batch and returns nft's echo of it (`-e -a`):
 /// the same commands, with the handles the kernel gave new objects, which
 /// is what undoing the batch needs.
 pub fn nft_apply_echo(ns: &Netns, batch: &str, deadline: Instant) -> Result<String> {
+    if let Some((value, encoded)) = native(batch) {
+        let handles = nft_netlink::apply(ns, &encoded, deadline)?;
+        return Ok(nft_netlink::echo(&value, &handles).to_string());
+    }
     let nft = process::find_tool("nft")?;
     let output = process::run_tool(ns, &nft, &["-j", "-e", "-a", "-f", "-"], batch.as_bytes(), deadline)?;
     check("applying an nftables batch", ns, &output)?;

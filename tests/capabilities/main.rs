@@ -2,6 +2,7 @@
 //! bindings call after their policy checks.
 
 mod conntrack;
+mod nft_netlink;
 
 use std::net::IpAddr;
 

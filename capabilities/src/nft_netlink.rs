@@ -1,0 +1,630 @@
+//! nftables batches sent over netlink, without an `nft` process, for the
+//! commands an attachment's ADD and DEL send once the shared tables exist:
+//! adding rules built of the expressions below and deleting rules by
+//! handle. Starting nft costs milliseconds, and nft's echo (`-e`, for the
+//! handles) first lists every rule of the table, so a per-attachment ADD
+//! through nft costs what the table holds; here the kernel echoes each new
+//! rule's handle itself (NLM_F_ECHO).
+//!
+//! Rules are encoded as nft 1.0 encodes them (its `--debug=netlink`
+//! output), dependencies included, so `nft list` shows them exactly as if
+//! nft had added them. A batch with anything else (tables, chains, sets,
+//! other expressions, a prefix not on a byte boundary) is not encoded here:
+//! [`encode`] returns None and the caller runs nft. netlink-packet-netfilter
+//! has no nftables rule expressions, and the other crates need libnftnl or
+//! are GPL (see the commit), so the few messages are written here.
+
+use std::time::Instant;
+
+use serde_json::Value;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::netns::Netns;
+
+const NFNL_SUBSYS_NFTABLES: u16 = 10;
+const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
+const NFNL_MSG_BATCH_END: u16 = 0x11;
+const NFT_MSG_NEWRULE: u16 = 6;
+const NFT_MSG_DELRULE: u16 = 8;
+const NLMSG_ERROR: u16 = 2;
+
+// Attribute numbers from linux/netfilter/nf_tables.h.
+const NFTA_RULE_TABLE: u16 = 1;
+const NFTA_RULE_CHAIN: u16 = 2;
+const NFTA_RULE_HANDLE: u16 = 3;
+const NFTA_RULE_EXPRESSIONS: u16 = 4;
+const NFTA_RULE_USERDATA: u16 = 7;
+const NFTA_LIST_ELEM: u16 = 1;
+const NFTA_EXPR_NAME: u16 = 1;
+const NFTA_EXPR_DATA: u16 = 2;
+const NFTA_DATA_VALUE: u16 = 1;
+const NFTA_DATA_VERDICT: u16 = 2;
+const NFTA_VERDICT_CODE: u16 = 1;
+const NFTA_VERDICT_CHAIN: u16 = 2;
+const NLA_F_NESTED: u16 = 1 << 15;
+
+const NFT_REG_VERDICT: u32 = 0;
+const NFT_REG_1: u32 = 1;
+const NFT_REG_2: u32 = 2;
+
+const NFT_META_IIFNAME: u32 = 6;
+const NFT_META_OIFNAME: u32 = 7;
+const NFT_META_NFPROTO: u32 = 15;
+const NFT_META_L4PROTO: u32 = 16;
+const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
+const NFT_PAYLOAD_TRANSPORT_HEADER: u32 = 2;
+const NFT_CMP_EQ: u32 = 0;
+const NFT_CMP_NEQ: u32 = 1;
+const NFT_CT_STATE: u32 = 0;
+const NFT_NAT_DNAT: u32 = 1;
+const NF_NAT_RANGE_PROTO_SPECIFIED: u32 = 2;
+const NFPROTO_IPV4: u8 = 2;
+const NFPROTO_IPV6: u8 = 10;
+const IFNAMSIZ: usize = 16;
+
+/// One encoded batch: netlink messages between BATCH_BEGIN and BATCH_END.
+pub struct Batch {
+    messages: Vec<Vec<u8>>,
+    /// For each message, the index of its command in the JSON batch when it
+    /// adds a rule (whose handle the echo must carry).
+    adds: Vec<Option<usize>>,
+}
+
+/// The batch in netlink, or None when any command is not one this module
+/// encodes (then nft must apply it).
+pub fn encode(batch: &Value) -> Option<Batch> {
+    let commands = batch.get("nftables")?.as_array()?;
+    let mut out = Batch { messages: Vec::new(), adds: Vec::new() };
+    for (index, command) in commands.iter().enumerate() {
+        let object = command.as_object()?;
+        let (verb, spec) = object.iter().next().filter(|_| object.len() == 1)?;
+        let spec = spec.as_object().filter(|s| s.len() == 1)?;
+        let rule = spec.get("rule")?;
+        match verb.as_str() {
+            "add" => {
+                out.messages.push(add_rule(rule)?);
+                out.adds.push(Some(index));
+            }
+            "delete" => {
+                out.messages.push(delete_rule(rule)?);
+                out.adds.push(None);
+            }
+            _ => return None,
+        }
+    }
+    (!out.messages.is_empty()).then_some(out)
+}
+
+/// Applies the batch in one transaction; returns, for each command of the
+/// JSON batch that added a rule, the handle the kernel gave it.
+pub fn apply(ns: &Netns, batch: &Batch, deadline: Instant) -> Result<Vec<(usize, u64)>> {
+    let mut request = message(NFNL_MSG_BATCH_BEGIN, libc::NLM_F_REQUEST as u16, 0, 0, NFNL_SUBSYS_NFTABLES, &[]);
+    let first_seq = 1u32;
+    for (i, body) in batch.messages.iter().enumerate() {
+        request.extend_from_slice(body);
+        // Sequence numbers: the BATCH_BEGIN is 0, the commands from 1.
+        let at = request.len() - body.len();
+        request[at + 8..at + 12].copy_from_slice(&(first_seq + i as u32).to_ne_bytes());
+    }
+    let end_seq = first_seq + batch.messages.len() as u32;
+    request.extend(message(NFNL_MSG_BATCH_END, libc::NLM_F_REQUEST as u16, end_seq, 0, NFNL_SUBSYS_NFTABLES, &[]));
+    let last_seq = end_seq - 1;
+    let timeout = deadline.saturating_duration_since(Instant::now()).max(std::time::Duration::from_millis(1));
+    let replies = ns.run("applying an nftables batch over netlink", || {
+        let mut socket = netlink_sys::Socket::new(netlink_sys::protocols::NETLINK_NETFILTER)?;
+        socket.bind_auto()?;
+        socket.connect(&netlink_sys::SocketAddr::new(0, 0))?;
+        set_receive_timeout(&socket, timeout)?;
+        socket.send(&request, 0)?;
+        let mut replies = Vec::new();
+        let mut buffer = vec![0u8; 64 * 1024];
+        // Every command asked for an acknowledgement; the last one's ends
+        // the batch's replies (the kernel sends them after the commit or
+        // the abort, after the echoes).
+        loop {
+            let n = socket.recv(&mut &mut buffer[..], 0)?;
+            let mut done = false;
+            for reply in split(&buffer[..n]) {
+                let seq = u32::from_ne_bytes(reply[8..12].try_into().unwrap_or_default());
+                // An error for the batch header (seq 0) ends them too.
+                done |= reply_type(reply) == NLMSG_ERROR && (seq == last_seq || seq == 0);
+                replies.push(reply.to_vec());
+            }
+            if done {
+                return Ok(replies);
+            }
+        }
+    })?;
+    let mut handles = Vec::new();
+    let mut failure: Option<(u32, i32)> = None;
+    for reply in &replies {
+        let seq = u32::from_ne_bytes(reply[8..12].try_into().unwrap_or_default());
+        let command = seq.checked_sub(first_seq).map(|i| i as usize).and_then(|i| batch.adds.get(i));
+        match reply_type(reply) {
+            NLMSG_ERROR => {
+                let errno = reply.get(16..20).map_or(0, |e| i32::from_ne_bytes(e.try_into().unwrap_or_default()));
+                if errno != 0 && failure.is_none() {
+                    failure = Some((seq, -errno));
+                }
+            }
+            t if t == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWRULE => {
+                if let (Some(Some(index)), Some(handle)) = (command, reply.get(20..).and_then(rule_handle)) {
+                    handles.push((*index, handle));
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some((seq, errno)) = failure {
+        let doing =
+            format!("applying an nftables batch (command {}) in {}", seq.saturating_sub(first_seq) + 1, ns.label());
+        return Err(Error::from_errno(errno, doing));
+    }
+    if handles.len() != batch.adds.iter().flatten().count() {
+        return Err(Error::new(ErrorKind::Io, "nftables batch: the kernel did not echo every added rule"));
+    }
+    Ok(handles)
+}
+
+/// The JSON batch as nft's echo (`nft -j -e -a`) shows it: each added rule
+/// with its handle.
+pub fn echo(batch: &Value, handles: &[(usize, u64)]) -> Value {
+    let mut echo = batch.clone();
+    if let Some(commands) = echo.get_mut("nftables").and_then(Value::as_array_mut) {
+        for (index, handle) in handles {
+            if let Some(rule) = commands.get_mut(*index).and_then(|c| c.get_mut("add")).and_then(|a| a.get_mut("rule"))
+            {
+                rule["handle"] = (*handle).into();
+            }
+        }
+    }
+    echo
+}
+
+fn set_receive_timeout(socket: &netlink_sys::Socket, timeout: std::time::Duration) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let tv = libc::timeval {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_usec: timeout.subsec_micros() as libc::suseconds_t,
+    };
+    // SAFETY: a valid socket and a timeval that outlives the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+}
+
+fn reply_type(reply: &[u8]) -> u16 {
+    u16::from_ne_bytes(reply[4..6].try_into().unwrap_or_default())
+}
+
+/// The netlink messages in one datagram.
+fn split(mut data: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    while data.len() >= 16 {
+        let len = u32::from_ne_bytes(data[0..4].try_into().unwrap_or_default()) as usize;
+        if len < 16 || len > data.len() {
+            break;
+        }
+        out.push(&data[..len]);
+        data = &data[len.next_multiple_of(4).min(data.len())..];
+    }
+    out
+}
+
+fn rule_handle(attributes: &[u8]) -> Option<u64> {
+    let value = crate::netlink::find_attribute(attributes, NFTA_RULE_HANDLE)?;
+    Some(u64::from_be_bytes(value.try_into().ok()?))
+}
+
+/// nlmsghdr (its sequence number set by [`apply`]), nfgenmsg, attributes.
+fn message(kind: u16, flags: u16, seq: u32, family: u8, res_id: u16, attributes: &[u8]) -> Vec<u8> {
+    let len = 16 + 4 + attributes.len();
+    let mut out = Vec::with_capacity(len);
+    out.extend_from_slice(&(len as u32).to_ne_bytes());
+    out.extend_from_slice(&kind.to_ne_bytes());
+    out.extend_from_slice(&flags.to_ne_bytes());
+    out.extend_from_slice(&seq.to_ne_bytes());
+    out.extend_from_slice(&0u32.to_ne_bytes());
+    out.extend_from_slice(&[family, 0]);
+    out.extend_from_slice(&res_id.to_be_bytes());
+    out.extend_from_slice(attributes);
+    out
+}
+
+/// Netlink attributes, each padded to 4 bytes.
+#[derive(Default)]
+struct Attributes(Vec<u8>);
+
+impl Attributes {
+    fn bytes(&mut self, kind: u16, value: &[u8]) -> &mut Self {
+        let len = 4 + value.len();
+        self.0.extend_from_slice(&(len as u16).to_ne_bytes());
+        self.0.extend_from_slice(&kind.to_ne_bytes());
+        self.0.extend_from_slice(value);
+        self.0.resize(self.0.len().next_multiple_of(4), 0);
+        self
+    }
+
+    fn string(&mut self, kind: u16, value: &str) -> &mut Self {
+        let mut bytes = value.as_bytes().to_vec();
+        bytes.push(0);
+        self.bytes(kind, &bytes)
+    }
+
+    fn u32(&mut self, kind: u16, value: u32) -> &mut Self {
+        self.bytes(kind, &value.to_be_bytes())
+    }
+
+    fn nested(&mut self, kind: u16, inner: &Attributes) -> &mut Self {
+        self.bytes(kind | NLA_F_NESTED, &inner.0)
+    }
+
+    /// NFTA_DATA_VALUE inside `kind`.
+    fn data(&mut self, kind: u16, value: &[u8]) -> &mut Self {
+        let mut inner = Attributes::default();
+        inner.bytes(NFTA_DATA_VALUE, value);
+        self.nested(kind, &inner)
+    }
+}
+
+fn family_number(family: &str) -> Option<u8> {
+    match family {
+        "ip" => Some(libc::NFPROTO_IPV4 as u8),
+        "ip6" => Some(libc::NFPROTO_IPV6 as u8),
+        "inet" => Some(libc::NFPROTO_INET as u8),
+        _ => None,
+    }
+}
+
+/// family, table and chain of a rule command.
+fn rule_location(rule: &Value) -> Option<(&str, u8, Attributes)> {
+    let family = rule.get("family")?.as_str()?;
+    let mut attributes = Attributes::default();
+    attributes.string(NFTA_RULE_TABLE, rule.get("table")?.as_str()?);
+    attributes.string(NFTA_RULE_CHAIN, rule.get("chain")?.as_str()?);
+    Some((family, family_number(family)?, attributes))
+}
+
+fn delete_rule(rule: &Value) -> Option<Vec<u8>> {
+    let allowed = ["family", "table", "chain", "handle"];
+    if rule.as_object()?.keys().any(|k| !allowed.contains(&k.as_str())) {
+        return None;
+    }
+    let (_, family, mut attributes) = rule_location(rule)?;
+    attributes.bytes(NFTA_RULE_HANDLE, &rule.get("handle")?.as_u64()?.to_be_bytes());
+    let flags = (libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16;
+    Some(message((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_DELRULE, flags, 0, family, 0, &attributes.0))
+}
+
+fn add_rule(rule: &Value) -> Option<Vec<u8>> {
+    let allowed = ["family", "table", "chain", "expr", "comment"];
+    if rule.as_object()?.keys().any(|k| !allowed.contains(&k.as_str())) {
+        return None;
+    }
+    let (family_name, family, mut attributes) = rule_location(rule)?;
+    let mut encoder = Rule { family: family_name, list: Attributes::default(), network: None, transport: false };
+    for expression in rule.get("expr")?.as_array()? {
+        encoder.statement(expression)?;
+    }
+    attributes.nested(NFTA_RULE_EXPRESSIONS, &encoder.list);
+    if let Some(comment) = rule.get("comment") {
+        // libnftnl's user data: a TLV of type NFTNL_UDATA_RULE_COMMENT (0),
+        // the comment with its NUL.
+        let comment = comment.as_str()?;
+        let len = u8::try_from(comment.len() + 1).ok()?;
+        let mut userdata = vec![0, len];
+        userdata.extend_from_slice(comment.as_bytes());
+        userdata.push(0);
+        attributes.bytes(NFTA_RULE_USERDATA, &userdata);
+    }
+    let flags =
+        (libc::NLM_F_REQUEST | libc::NLM_F_CREATE | libc::NLM_F_APPEND | libc::NLM_F_ACK | libc::NLM_F_ECHO) as u16;
+    Some(message((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWRULE, flags, 0, family, 0, &attributes.0))
+}
+
+/// One rule's expressions, with the dependencies nft adds: `meta nfproto`
+/// before the first network header match of an inet table, `meta l4proto`
+/// before the first transport header match.
+struct Rule<'a> {
+    family: &'a str,
+    list: Attributes,
+    /// The network protocol already matched ("ip" or "ip6").
+    network: Option<&'static str>,
+    transport: bool,
+}
+
+impl Rule<'_> {
+    fn expression(&mut self, name: &str, data: &Attributes) {
+        let mut element = Attributes::default();
+        element.string(NFTA_EXPR_NAME, name);
+        element.nested(NFTA_EXPR_DATA, data);
+        self.list.nested(NFTA_LIST_ELEM, &element);
+    }
+
+    fn meta(&mut self, key: u32) {
+        let mut data = Attributes::default();
+        data.u32(2, key).u32(1, NFT_REG_1); // NFTA_META_KEY, NFTA_META_DREG
+        self.expression("meta", &data);
+    }
+
+    fn cmp(&mut self, op: u32, value: &[u8]) {
+        let mut data = Attributes::default();
+        data.u32(1, NFT_REG_1).u32(2, op).data(3, value); // SREG, OP, DATA
+        self.expression("cmp", &data);
+    }
+
+    fn payload(&mut self, base: u32, offset: u32, len: u32) {
+        let mut data = Attributes::default();
+        // DREG, BASE, OFFSET, LEN
+        data.u32(1, NFT_REG_1).u32(2, base).u32(3, offset).u32(4, len);
+        self.expression("payload", &data);
+    }
+
+    fn bitwise(&mut self, mask: &[u8], xor: &[u8]) {
+        let mut data = Attributes::default();
+        // SREG, DREG, LEN, MASK, XOR
+        data.u32(1, NFT_REG_1).u32(2, NFT_REG_1).u32(3, mask.len() as u32).data(4, mask).data(5, xor);
+        self.expression("bitwise", &data);
+    }
+
+    fn immediate(&mut self, register: u32, value: &[u8]) {
+        let mut data = Attributes::default();
+        data.u32(1, register).data(2, value); // DREG, DATA
+        self.expression("immediate", &data);
+    }
+
+    fn verdict(&mut self, code: i32, chain: Option<&str>) {
+        let mut verdict = Attributes::default();
+        verdict.u32(NFTA_VERDICT_CODE, code as u32);
+        if let Some(chain) = chain {
+            verdict.string(NFTA_VERDICT_CHAIN, chain);
+        }
+        let mut value = Attributes::default();
+        value.nested(NFTA_DATA_VERDICT, &verdict);
+        let mut data = Attributes::default();
+        data.u32(1, NFT_REG_VERDICT).nested(2, &value);
+        self.expression("immediate", &data);
+    }
+
+    fn statement(&mut self, statement: &Value) -> Option<()> {
+        let object = statement.as_object().filter(|o| o.len() == 1)?;
+        let (kind, body) = object.iter().next()?;
+        // Verdict codes: NF_DROP, NF_ACCEPT, and nftables' own (negative).
+        let verdict = match kind.as_str() {
+            "match" => return self.matches(body),
+            "dnat" => return self.dnat(body),
+            "masquerade" if body.is_null() => {
+                self.expression("masq", &Attributes::default());
+                return Some(());
+            }
+            "accept" if body.is_null() => (1, None),
+            "drop" if body.is_null() => (0, None),
+            "return" if body.is_null() => (-5, None),
+            "jump" => (-3, Some(body.get("target")?.as_str()?)),
+            "goto" => (-4, Some(body.get("target")?.as_str()?)),
+            _ => return None,
+        };
+        self.verdict(verdict.0, verdict.1);
+        Some(())
+    }
+
+    fn matches(&mut self, body: &Value) -> Option<()> {
+        let op = body.get("op")?.as_str()?;
+        let left = body.get("left")?;
+        let right = body.get("right")?;
+        if let Some(ct) = left.get("ct") {
+            // `ct state established,related`: any of the flags, as nft
+            // encodes a flag list (the state is in host byte order).
+            if ct.get("key")?.as_str()? != "state" || ct.as_object()?.len() != 1 || !matches!(op, "in" | "==") {
+                return None;
+            }
+            let states: Vec<&Value> = match right {
+                Value::Array(states) => states.iter().collect(),
+                state => vec![state],
+            };
+            let mut mask = 0u32;
+            for state in states {
+                mask |= match state.as_str()? {
+                    "invalid" => 1,
+                    "established" => 2,
+                    "related" => 4,
+                    "new" => 8,
+                    "untracked" => 64,
+                    _ => return None,
+                };
+            }
+            let mut data = Attributes::default();
+            data.u32(2, NFT_CT_STATE).u32(1, NFT_REG_1); // KEY, DREG
+            self.expression("ct", &data);
+            self.bitwise(&mask.to_ne_bytes(), &[0; 4]);
+            self.cmp(NFT_CMP_NEQ, &[0; 4]);
+            return Some(());
+        }
+        let op = match op {
+            "==" => NFT_CMP_EQ,
+            "!=" => NFT_CMP_NEQ,
+            _ => return None,
+        };
+        if let Some(meta) = left.get("meta") {
+            let key = match meta.get("key")?.as_str()? {
+                "iifname" => NFT_META_IIFNAME,
+                "oifname" => NFT_META_OIFNAME,
+                _ => return None,
+            };
+            // A name is compared whole, padded to IFNAMSIZ (a trailing '*'
+            // would be a prefix match, encoded otherwise).
+            let name = right.as_str().filter(|n| n.len() < IFNAMSIZ && !n.contains(['*', '\\']))?;
+            let mut value = name.as_bytes().to_vec();
+            value.resize(IFNAMSIZ, 0);
+            self.meta(key);
+            self.cmp(op, &value);
+            return Some(());
+        }
+        let payload = left.get("payload")?;
+        if payload.as_object()?.len() != 2 {
+            return None;
+        }
+        let protocol = payload.get("protocol")?.as_str()?;
+        let field = payload.get("field")?.as_str()?;
+        match protocol {
+            "ip" => self.address("ip", field, op, right),
+            "ip6" => self.address("ip6", field, op, right),
+            "tcp" | "udp" => self.port(protocol, field, op, right),
+            _ => None,
+        }
+    }
+
+    /// `ip saddr 10.0.0.2`, `ip6 daddr != fd00::/64`: the address, or a
+    /// prefix on a byte boundary (nft loads only its bytes).
+    fn address(&mut self, protocol: &'static str, field: &str, op: u32, right: &Value) -> Option<()> {
+        let (nfproto, offset, size) = match (protocol, field) {
+            ("ip", "saddr") => (NFPROTO_IPV4, 12, 4),
+            ("ip", "daddr") => (NFPROTO_IPV4, 16, 4),
+            ("ip6", "saddr") => (NFPROTO_IPV6, 8, 16),
+            ("ip6", "daddr") => (NFPROTO_IPV6, 24, 16),
+            _ => return None,
+        };
+        let (address, len) = match right {
+            Value::String(address) => (address.as_str(), size * 8),
+            Value::Object(o) => {
+                let prefix = o.get("prefix").filter(|_| o.len() == 1)?;
+                (prefix.get("addr")?.as_str()?, u32::try_from(prefix.get("len")?.as_u64()?).ok()?)
+            }
+            _ => return None,
+        };
+        if len == 0 || len % 8 != 0 || len > size * 8 {
+            return None;
+        }
+        let bytes: Vec<u8> = match address.parse::<std::net::IpAddr>().ok()? {
+            std::net::IpAddr::V4(a) if protocol == "ip" => a.octets().to_vec(),
+            std::net::IpAddr::V6(a) if protocol == "ip6" => a.octets().to_vec(),
+            _ => return None,
+        };
+        let kept = (len / 8) as usize;
+        // A prefix's host bits must be zero (nft refuses it otherwise).
+        if bytes[kept..].iter().any(|b| *b != 0) {
+            return None;
+        }
+        match (self.family, self.network) {
+            ("inet", None) => {
+                self.meta(NFT_META_NFPROTO);
+                self.cmp(NFT_CMP_EQ, &[nfproto]);
+            }
+            ("inet", Some(matched)) if matched == protocol => {}
+            (family, None) if family == protocol => {}
+            (family, Some(matched)) if family == protocol && matched == protocol => {}
+            _ => return None,
+        }
+        self.network = Some(protocol);
+        self.payload(NFT_PAYLOAD_NETWORK_HEADER, offset, kept as u32);
+        self.cmp(op, &bytes[..kept]);
+        Some(())
+    }
+
+    /// `tcp dport 8080`, after `meta l4proto tcp` (once per rule: nft's
+    /// dependency, as it adds it in ip, ip6 and inet tables alike).
+    fn port(&mut self, protocol: &str, field: &str, op: u32, right: &Value) -> Option<()> {
+        let offset = match field {
+            "sport" => 0,
+            "dport" => 2,
+            _ => return None,
+        };
+        let port = u16::try_from(right.as_u64()?).ok()?;
+        if self.transport {
+            // A second transport protocol in one rule: leave it to nft.
+            return None;
+        }
+        self.meta(NFT_META_L4PROTO);
+        self.cmp(NFT_CMP_EQ, &[if protocol == "tcp" { 6 } else { 17 }]);
+        self.transport = true;
+        self.payload(NFT_PAYLOAD_TRANSPORT_HEADER, offset, 2);
+        self.cmp(op, &port.to_be_bytes());
+        Some(())
+    }
+
+    /// `dnat to <addr>:<port>` in an ip or ip6 table.
+    fn dnat(&mut self, body: &Value) -> Option<()> {
+        let object = body.as_object()?;
+        if object.keys().any(|k| !["addr", "port", "family"].contains(&k.as_str())) {
+            return None;
+        }
+        let family = match object.get("family") {
+            Some(family) => family.as_str()?,
+            None => self.family,
+        };
+        if family != self.family {
+            return None;
+        }
+        let (nfproto, address): (u8, Vec<u8>) = match (family, object.get("addr")?.as_str()?.parse().ok()?) {
+            ("ip", std::net::IpAddr::V4(a)) => (NFPROTO_IPV4, a.octets().to_vec()),
+            ("ip6", std::net::IpAddr::V6(a)) => (NFPROTO_IPV6, a.octets().to_vec()),
+            _ => return None,
+        };
+        let port = u16::try_from(object.get("port")?.as_u64()?).ok()?;
+        self.immediate(NFT_REG_1, &address);
+        self.immediate(NFT_REG_2, &port.to_be_bytes());
+        let mut data = Attributes::default();
+        // TYPE, FAMILY, REG_ADDR_MIN, REG_PROTO_MIN, FLAGS
+        data.u32(1, NFT_NAT_DNAT)
+            .u32(2, nfproto as u32)
+            .u32(3, NFT_REG_1)
+            .u32(5, NFT_REG_2)
+            .u32(7, NF_NAT_RANGE_PROTO_SPECIFIED);
+        self.expression("nat", &data);
+        Some(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn rule(family: &str, expr: Value) -> Value {
+        json!({"nftables": [{"add": {"rule": {"family": family, "table": "t", "chain": "c", "expr": expr, "comment": "x"}}}]})
+    }
+
+    #[test]
+    fn what_nft_must_apply_is_left_to_it() {
+        let masquerade = json!([
+            {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "saddr"}}, "right": "10.88.0.5"}},
+            {"match": {"op": "!=", "left": {"payload": {"protocol": "ip", "field": "daddr"}}, "right": {"prefix": {"addr": "10.88.0.0", "len": 16}}}},
+            {"masquerade": null}
+        ]);
+        assert!(encode(&rule("inet", masquerade)).is_some());
+        for unsupported in [
+            json!([{"counter": null}]),
+            json!([{"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "daddr"}}, "right": {"prefix": {"addr": "224.0.0.0", "len": 4}}}}]),
+            json!([{"match": {"op": "==", "left": {"payload": {"protocol": "ip6", "field": "daddr"}}, "right": "10.0.0.1"}}]),
+            json!([{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "veth*"}}]),
+        ] {
+            assert!(encode(&rule("inet", unsupported.clone())).is_none(), "{unsupported}");
+        }
+        // An ip6 match in an ip table is nft's error to report.
+        let ip6 = json!([{"match": {"op": "==", "left": {"payload": {"protocol": "ip6", "field": "saddr"}}, "right": "fd00::1"}}]);
+        assert!(encode(&rule("ip", ip6)).is_none());
+        assert!(encode(&json!({"nftables": [{"add": {"table": {"family": "ip", "name": "t"}}}]})).is_none());
+        let delete =
+            json!({"nftables": [{"delete": {"rule": {"family": "ip", "table": "t", "chain": "c", "handle": 4}}}]});
+        assert!(encode(&delete).is_some());
+    }
+
+    #[test]
+    fn the_echo_carries_each_added_rules_handle() {
+        let batch = json!({"nftables": [
+            {"delete": {"rule": {"family": "ip", "table": "t", "chain": "c", "handle": 4}}},
+            {"add": {"rule": {"family": "ip", "table": "t", "chain": "c", "expr": [{"accept": null}]}}}
+        ]});
+        let echo = echo(&batch, &[(1, 9)]);
+        assert_eq!(echo["nftables"][1]["add"]["rule"]["handle"], 9);
+        assert!(echo["nftables"][0]["delete"]["rule"].get("handle").is_some());
+    }
+}

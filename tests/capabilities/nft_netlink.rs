@@ -1,0 +1,199 @@
+//! nftables batches over netlink: every rule shape the plugins add per
+//! attachment is encoded as nft encodes it. Each is added once by `nft -j
+//! -f -` and once by the capability, and nft must list the two alike, down
+//! to the bytecode (`nft --debug=netlink list`); the echoed handles are the
+//! listed ones, and deletion by handle removes exactly that rule.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cni_wasm_capabilities::netfilter;
+use cni_wasm_capabilities::netns::Netns as Namespace;
+use cni_wasm_tests::netns::Netns;
+use cni_wasm_tests::require_root;
+use serde_json::{Value, json};
+
+fn nft_stdin(ns: &Netns, args: &[&str], input: &str) -> String {
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &ns.name, "nft"])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "nft {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn deadline() -> Instant {
+    Instant::now() + Duration::from_secs(10)
+}
+
+fn payload(protocol: &str, field: &str, op: &str, right: Value) -> Value {
+    json!({"match": {"op": op, "left": {"payload": {"protocol": protocol, "field": field}}, "right": right}})
+}
+
+fn interface(key: &str, op: &str, name: &str) -> Value {
+    json!({"match": {"op": op, "left": {"meta": {"key": key}}, "right": name}})
+}
+
+fn prefix(addr: &str, len: u8) -> Value {
+    json!({"prefix": {"addr": addr, "len": len}})
+}
+
+/// (family, expressions, comment): bridge and ptp's masquerade, portmap's
+/// DNAT and hairpin, firewall's per-address and isolation rules.
+fn shapes() -> Vec<(&'static str, Value, Option<&'static str>)> {
+    vec![
+        (
+            "inet",
+            json!([payload("ip", "saddr", "==", json!("10.88.0.5")), payload("ip", "daddr", "!=", prefix("10.88.0.0", 16)), {"masquerade": null}]),
+            Some("0123456789abcdef-fedcba9876543210, net: podman, if: eth0, id: abc"),
+        ),
+        (
+            "inet",
+            json!([payload("ip6", "saddr", "==", json!("fd00::5")), payload("ip6", "daddr", "!=", prefix("fd00::", 64)), {"masquerade": null}]),
+            None,
+        ),
+        (
+            "inet",
+            json!([payload("ip", "daddr", "==", json!("10.89.0.2")), {"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": ["established", "related"]}}, {"accept": null}]),
+            Some("fw"),
+        ),
+        ("inet", json!([payload("ip6", "saddr", "==", json!("fd89::2")), {"accept": null}]), Some("fw")),
+        (
+            "inet",
+            json!([interface("iifname", "==", "cni-podman0"), interface("oifname", "!=", "cni-podman0"), {"jump": {"target": "other"}}]),
+            Some("ingressPolicy: same-bridge|isolated, bridge: cni-podman0"),
+        ),
+        ("inet", json!([interface("oifname", "==", "br0"), {"drop": null}]), None),
+        ("inet", json!([{"goto": {"target": "other"}}]), None),
+        ("inet", json!([payload("ip", "daddr", "==", prefix("10.0.0.0", 8)), {"return": null}]), None),
+        (
+            "ip",
+            json!([payload("tcp", "dport", "==", json!(8080)), {"dnat": {"addr": "10.88.0.5", "port": 80}}]),
+            Some("abc123"),
+        ),
+        (
+            "ip",
+            json!([payload("ip", "daddr", "==", json!("127.0.0.1")), payload("tcp", "dport", "==", json!(9090)), {"dnat": {"addr": "10.88.0.5", "port": 90}}]),
+            Some("abc123"),
+        ),
+        (
+            "ip",
+            json!([payload("ip", "saddr", "==", json!("10.88.0.5")), payload("ip", "daddr", "==", json!("10.88.0.5")), {"masquerade": null}]),
+            Some("abc123"),
+        ),
+        (
+            "ip6",
+            json!([payload("udp", "dport", "==", json!(53)), {"dnat": {"addr": "fd00::5", "port": 53}}]),
+            Some("abc123"),
+        ),
+    ]
+}
+
+fn add(family: &str, chain: &str, expr: &Value, comment: Option<&str>) -> Value {
+    let mut rule = json!({"family": family, "table": "t", "chain": chain, "expr": expr});
+    if let Some(comment) = comment {
+        rule["comment"] = json!(comment);
+    }
+    json!({"add": {"rule": rule}})
+}
+
+/// The bytecode nft lists for each rule of `chain`, by handle.
+fn bytecode(ns: &Netns, family: &str, chain: &str) -> Vec<(u64, String)> {
+    let out = Command::new("ip")
+        .args(["netns", "exec", &ns.name, "nft", "--debug=netlink", "list", "chain", family, "t", chain])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut rules: Vec<(u64, String)> = Vec::new();
+    for line in text.lines() {
+        // "<family> <table> <chain> <handle> [<position>]"
+        let header = line.strip_prefix(&format!("{family} t {chain} ")).and_then(|h| h.split(' ').next()?.parse().ok());
+        if let Some(handle) = header {
+            rules.push((handle, String::new()));
+        } else if let Some((_, code)) = rules.last_mut().filter(|_| line.starts_with("  ")) {
+            code.push_str(line);
+            code.push('\n');
+        }
+    }
+    rules
+}
+
+#[test]
+fn each_rule_shape_is_encoded_as_nft_encodes_it() {
+    require_root();
+    let ns = Netns::new("nftnl-shapes");
+    for family in ["inet", "ip", "ip6"] {
+        nft_stdin(
+            &ns,
+            &["-f", "-"],
+            &format!("table {family} t {{\n chain by_nft {{\n }}\n chain ours {{\n }}\n chain other {{\n }}\n}}\n"),
+        );
+    }
+    let capability = Namespace::open(&ns.path()).unwrap();
+    for (family, expr, comment) in shapes() {
+        let by_nft = json!({"nftables": [add(family, "by_nft", &expr, comment)]});
+        nft_stdin(&ns, &["-j", "-f", "-"], &by_nft.to_string());
+        let ours = json!({"nftables": [add(family, "ours", &expr, comment)]});
+        let echo: Value =
+            serde_json::from_str(&netfilter::nft_apply_echo(&capability, &ours.to_string(), deadline()).unwrap())
+                .unwrap();
+        let (expected, got) = (bytecode(&ns, family, "by_nft"), bytecode(&ns, family, "ours"));
+        // The newest rule of each chain (handles only grow).
+        let newest = |rules: Vec<(u64, String)>| rules.into_iter().max_by_key(|(handle, _)| *handle).unwrap();
+        let (expected, got) = (newest(expected), newest(got));
+        assert_eq!(got.1, expected.1, "{family} {expr}: the kernel holds what nft would have added");
+        assert_eq!(echo["nftables"][0]["add"]["rule"]["handle"], got.0, "{family} {expr}: the echo has the handle");
+    }
+    // The JSON listings agree too, comments included.
+    for family in ["inet", "ip", "ip6"] {
+        let listed = |chain: &str| -> Vec<Value> {
+            let text = ns.exec("nft", &["-j", "list", "chain", family, "t", chain]);
+            let value: Value = serde_json::from_str(&text).unwrap();
+            value["nftables"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|o| o.get("rule"))
+                .map(|r| json!({"expr": r["expr"], "comment": r["comment"]}))
+                .collect()
+        };
+        assert_eq!(listed("ours"), listed("by_nft"), "{family}");
+    }
+}
+
+#[test]
+fn deletion_by_handle_removes_only_that_rule_and_a_failed_batch_changes_nothing() {
+    require_root();
+    let ns = Netns::new("nftnl-delete");
+    nft_stdin(&ns, &["-f", "-"], "table ip t {\n chain c {\n }\n}\n");
+    let capability = Namespace::open(&ns.path()).unwrap();
+    let accept = json!([payload("ip", "saddr", "==", json!("10.1.0.1")), {"accept": null}]);
+    let batch = json!({"nftables": [add("ip", "c", &accept, Some("a")), add("ip", "c", &accept, Some("b"))]});
+    let echo: Value =
+        serde_json::from_str(&netfilter::nft_apply_echo(&capability, &batch.to_string(), deadline()).unwrap()).unwrap();
+    let handles: Vec<u64> = (0..2).map(|i| echo["nftables"][i]["add"]["rule"]["handle"].as_u64().unwrap()).collect();
+    let delete =
+        |handle: u64| json!({"delete": {"rule": {"family": "ip", "table": "t", "chain": "c", "handle": handle}}});
+    netfilter::nft_apply(&capability, &json!({"nftables": [delete(handles[0])]}).to_string(), deadline()).unwrap();
+    let listed = ns.exec("nft", &["list", "chain", "ip", "t", "c"]);
+    assert!(!listed.contains("comment \"a\"") && listed.contains("comment \"b\""), "{listed}");
+
+    // One command failing (a's rule is gone) fails the batch whole: b stays,
+    // the rule added before the failing command is not committed.
+    let batch = json!({"nftables": [add("ip", "c", &accept, Some("c")), delete(handles[0]), delete(handles[1])]});
+    let error = netfilter::nft_apply(&capability, &batch.to_string(), deadline()).unwrap_err();
+    assert!(error.is_not_found(), "{error:?}");
+    let listed = ns.exec("nft", &["list", "chain", "ip", "t", "c"]);
+    assert!(listed.contains("comment \"b\"") && !listed.contains("comment \"c\""), "{listed}");
+
+    // A chain that does not exist: an error, not a hang.
+    let missing = json!({"nftables": [add("ip", "nowhere", &accept, None)]});
+    assert!(netfilter::nft_apply(&capability, &missing.to_string(), deadline()).unwrap_err().is_not_found());
+}
