@@ -73,14 +73,25 @@ pub fn nft_list_chain(ns: &Netns, family: &str, table: &str, chain: &str, deadli
         Some(Some(handle)) => Some(handle),
         None => None,
     };
-    let output = process::run_tool(ns, &nft, &["-j", "list", "chain", family, table, chain], &[], deadline)?;
-    if !output.status.success() && String::from_utf8_lossy(&output.stderr).contains("No such file or directory") {
-        return Ok(None);
-    }
-    check(&format!("listing nftables chain {family} {table} {chain}"), ns, &output)?;
-    let mut listing: serde_json::Value = serde_json::from_slice(&output.stdout).map_err(|e| {
-        Error::new(ErrorKind::Io, format!("listing nftables chain {family} {table} {chain} in {}: {e}", ns.label()))
-    })?;
+    // The kernel lists one chain; nft reads the whole ruleset to do it.
+    let mut listing = match nft_netlink::list_chain(ns, family, table, chain) {
+        nft_netlink::Listed::Missing => return Ok(None),
+        nft_netlink::Listed::Chain(listing) => listing,
+        nft_netlink::Listed::Undecoded => {
+            let output = process::run_tool(ns, &nft, &["-j", "list", "chain", family, table, chain], &[], deadline)?;
+            if !output.status.success() && String::from_utf8_lossy(&output.stderr).contains("No such file or directory")
+            {
+                return Ok(None);
+            }
+            check(&format!("listing nftables chain {family} {table} {chain}"), ns, &output)?;
+            serde_json::from_slice(&output.stdout).map_err(|e| {
+                Error::new(
+                    ErrorKind::Io,
+                    format!("listing nftables chain {family} {table} {chain} in {}: {e}", ns.label()),
+                )
+            })?
+        }
+    };
     if let Some(objects) = listing["nftables"].as_array_mut() {
         let mut object = serde_json::json!({"table": {"family": family, "name": table}});
         if let Some(handle) = handle {

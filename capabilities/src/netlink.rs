@@ -167,17 +167,24 @@ fn extended_ack_message(payload: &[u8]) -> Option<String> {
 
 /// The payload of the first netlink attribute of `kind` in `tlvs` (for
 /// messages no typed crate parses), or None when absent or malformed.
-pub(crate) fn find_attribute(mut tlvs: &[u8], kind: u16) -> Option<&[u8]> {
-    while tlvs.len() >= 4 {
+pub(crate) fn find_attribute(tlvs: &[u8], kind: u16) -> Option<&[u8]> {
+    attributes(tlvs).find(|(this, _)| *this == kind).map(|(_, payload)| payload)
+}
+
+/// The netlink attributes in `tlvs` as (kind without the nested and
+/// byte-order flags, payload), up to the first malformed one.
+pub(crate) fn attributes(mut tlvs: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    std::iter::from_fn(move || {
+        if tlvs.len() < 4 {
+            return None;
+        }
         let length = u16::from_ne_bytes([tlvs[0], tlvs[1]]) as usize;
-        let this = u16::from_ne_bytes([tlvs[2], tlvs[3]]) & 0x3fff;
+        let kind = u16::from_ne_bytes([tlvs[2], tlvs[3]]) & 0x3fff;
         if length < 4 || length > tlvs.len() {
             return None;
         }
-        if this == kind {
-            return Some(&tlvs[4..length]);
-        }
+        let payload = &tlvs[4..length];
         tlvs = tlvs.get(length.next_multiple_of(4)..).unwrap_or_default();
-    }
-    None
+        Some((kind, payload))
+    })
 }

@@ -582,6 +582,462 @@ impl Rule<'_> {
     }
 }
 
+// Listing one chain. nft lists a chain by first reading every table,
+// chain and rule of the namespace; the kernel can instead dump one chain's
+// rules (NFT_MSG_GETRULE filtered by table and chain). The rules are
+// decoded back into nft's JSON for the same expressions [`encode`] writes
+// plus the shared chains' verdicts, prefixes and `fib daddr type`; a
+// chain holding anything else is listed by nft.
+
+const NFT_MSG_GETCHAIN: u16 = 4;
+const NFT_MSG_NEWCHAIN: u16 = 3;
+const NFT_MSG_GETRULE: u16 = 7;
+const NLMSG_DONE: u16 = 3;
+const NFTA_CHAIN_HANDLE: u16 = 2;
+const NFTA_CHAIN_HOOK: u16 = 4;
+const NFTA_CHAIN_POLICY: u16 = 5;
+const NFTA_CHAIN_TYPE: u16 = 7;
+const NFTA_CHAIN_USERDATA: u16 = 12;
+const NFTA_HOOK_HOOKNUM: u16 = 1;
+const NFTA_HOOK_PRIORITY: u16 = 2;
+
+/// What the kernel said of one chain.
+pub enum Listed {
+    /// The chain (or its table) does not exist.
+    Missing,
+    /// nft's `{"nftables": [chain, rules...]}`, without metainfo.
+    Chain(Value),
+    /// Something this module does not decode: ask nft.
+    Undecoded,
+}
+
+/// One chain and its rules, read over netlink in the namespace.
+pub fn list_chain(ns: &Netns, family: &str, table: &str, chain: &str) -> Listed {
+    let Some(family_number) = family_number(family) else { return Listed::Undecoded };
+    let mut names = Attributes::default();
+    names.string(1, table).string(3, chain); // NFTA_CHAIN_TABLE, NFTA_CHAIN_NAME
+    let get_chain = message(
+        (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETCHAIN,
+        (libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16,
+        1,
+        family_number,
+        0,
+        &names.0,
+    );
+    let mut location = Attributes::default();
+    location.string(NFTA_RULE_TABLE, table).string(NFTA_RULE_CHAIN, chain);
+    let dump_rules = message(
+        (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETRULE,
+        (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16,
+        2,
+        family_number,
+        0,
+        &location.0,
+    );
+    let replies = ns.run("listing an nftables chain over netlink", || {
+        let mut socket = netlink_sys::Socket::new(netlink_sys::protocols::NETLINK_NETFILTER)?;
+        socket.bind_auto()?;
+        socket.connect(&netlink_sys::SocketAddr::new(0, 0))?;
+        set_receive_timeout(&socket, std::time::Duration::from_secs(5))?;
+        let mut buffer = vec![0u8; 64 * 1024];
+        socket.send(&get_chain, 0)?;
+        let n = socket.recv(&mut &mut buffer[..], 0)?;
+        let chain_reply: Vec<Vec<u8>> = split(&buffer[..n]).into_iter().map(<[u8]>::to_vec).collect();
+        let missing = chain_reply.iter().any(|r| reply_type(r) == NLMSG_ERROR && error_of(r) != 0);
+        let mut rules = Vec::new();
+        if !missing {
+            // The ACK of the chain request may come in its own datagram.
+            if !chain_reply.iter().any(|r| reply_type(r) == NLMSG_ERROR) {
+                let _ = socket.recv(&mut &mut buffer[..], 0)?;
+            }
+            socket.send(&dump_rules, 0)?;
+            'dump: loop {
+                let n = socket.recv(&mut &mut buffer[..], 0)?;
+                for reply in split(&buffer[..n]) {
+                    match reply_type(reply) {
+                        NLMSG_DONE => break 'dump,
+                        NLMSG_ERROR => return Err(std::io::Error::from_raw_os_error(-error_of(reply))),
+                        _ => rules.push(reply.to_vec()),
+                    }
+                }
+            }
+        }
+        Ok((chain_reply, rules))
+    });
+    let Ok((chain_reply, rules)) = replies else { return Listed::Undecoded };
+    if let Some(error) = chain_reply.iter().find(|r| reply_type(r) == NLMSG_ERROR && error_of(r) != 0) {
+        return if -error_of(error) == libc::ENOENT { Listed::Missing } else { Listed::Undecoded };
+    }
+    let Some(chain_message) =
+        chain_reply.iter().find(|r| reply_type(r) == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWCHAIN)
+    else {
+        return Listed::Undecoded;
+    };
+    let decoded = (|| {
+        let mut objects =
+            vec![serde_json::json!({"chain": decode_chain(family, table, chain, chain_message.get(20..)?)?})];
+        for rule in &rules {
+            if reply_type(rule) != (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWRULE {
+                return None;
+            }
+            objects.push(serde_json::json!({"rule": decode_rule(family, table, chain, rule.get(20..)?)?}));
+        }
+        Some(serde_json::json!({ "nftables": objects }))
+    })();
+    decoded.map_or(Listed::Undecoded, Listed::Chain)
+}
+
+fn error_of(reply: &[u8]) -> i32 {
+    reply.get(16..20).map_or(0, |e| i32::from_ne_bytes(e.try_into().unwrap_or_default()))
+}
+
+fn be_u32(bytes: &[u8]) -> Option<u32> {
+    Some(u32::from_be_bytes(bytes.try_into().ok()?))
+}
+
+fn decode_chain(family: &str, table: &str, name: &str, attributes: &[u8]) -> Option<Value> {
+    let find = |kind| crate::netlink::find_attribute(attributes, kind);
+    // A chain comment is not in the decoded shapes: nft lists it.
+    if find(NFTA_CHAIN_USERDATA).is_some() {
+        return None;
+    }
+    let handle = u64::from_be_bytes(find(NFTA_CHAIN_HANDLE)?.try_into().ok()?);
+    let mut chain = serde_json::json!({"family": family, "table": table, "name": name, "handle": handle});
+    if let Some(hook) = find(NFTA_CHAIN_HOOK) {
+        let number = be_u32(crate::netlink::find_attribute(hook, NFTA_HOOK_HOOKNUM)?)?;
+        let priority = be_u32(crate::netlink::find_attribute(hook, NFTA_HOOK_PRIORITY)?)? as i32;
+        let hook = ["prerouting", "input", "forward", "output", "postrouting"].get(number as usize)?;
+        let kind = std::str::from_utf8(find(NFTA_CHAIN_TYPE)?).ok()?.trim_end_matches('\0');
+        let policy = match be_u32(find(NFTA_CHAIN_POLICY)?)? {
+            0 => "drop",
+            1 => "accept",
+            _ => return None,
+        };
+        chain["type"] = kind.into();
+        chain["hook"] = (*hook).into();
+        chain["prio"] = priority.into();
+        chain["policy"] = policy.into();
+    }
+    Some(chain)
+}
+
+fn decode_rule(family: &str, table: &str, chain: &str, attributes: &[u8]) -> Option<Value> {
+    let mut handle = None;
+    let mut comment = None;
+    let mut expressions = None;
+    for (kind, payload) in crate::netlink::attributes(attributes) {
+        match kind {
+            NFTA_RULE_HANDLE => handle = Some(u64::from_be_bytes(payload.try_into().ok()?)),
+            NFTA_RULE_EXPRESSIONS => expressions = Some(payload),
+            NFTA_RULE_USERDATA => comment = Some(rule_comment(payload)?),
+            NFTA_RULE_TABLE | NFTA_RULE_CHAIN => {}
+            // NFTA_RULE_POSITION and the like say nothing nft lists.
+            5 | 6 | 8 => {}
+            _ => return None,
+        }
+    }
+    let mut decoder = Decoder { family, ..Decoder::default() };
+    for (kind, element) in crate::netlink::attributes(expressions?) {
+        if kind != NFTA_LIST_ELEM {
+            return None;
+        }
+        let name = crate::netlink::find_attribute(element, NFTA_EXPR_NAME)?;
+        let name = std::str::from_utf8(name).ok()?.trim_end_matches('\0');
+        let data = crate::netlink::find_attribute(element, NFTA_EXPR_DATA).unwrap_or_default();
+        decoder.expression(name, data)?;
+    }
+    let expr = decoder.finish()?;
+    let mut rule = serde_json::json!({"family": family, "table": table, "chain": chain, "handle": handle?});
+    if let Some(comment) = comment {
+        rule["comment"] = Value::String(comment);
+    }
+    rule["expr"] = Value::Array(expr);
+    Some(rule)
+}
+
+/// libnftnl's user data: only a comment (type 0) is decoded.
+fn rule_comment(userdata: &[u8]) -> Option<String> {
+    let (&kind, rest) = userdata.split_first()?;
+    let (&len, rest) = rest.split_first()?;
+    let value = rest.get(..len as usize)?;
+    if kind != 0 || rest.len() != len as usize {
+        return None;
+    }
+    Some(std::str::from_utf8(value).ok()?.trim_end_matches('\0').to_string())
+}
+
+/// What register 1 holds while a rule is decoded.
+#[derive(Clone, Debug, PartialEq)]
+enum Loaded {
+    Meta(u32),
+    Payload { base: u32, offset: u32, len: u32 },
+    Ct(u32),
+    Fib { result: u32, flags: u32 },
+    Masked(Box<Loaded>, Vec<u8>),
+}
+
+#[derive(Default)]
+struct Decoder<'a> {
+    family: &'a str,
+    out: Vec<Value>,
+    reg1: Option<Loaded>,
+    /// Register 1 and 2 immediates, for nat.
+    immediates: [Option<Vec<u8>>; 2],
+    /// `meta nfproto` matched (inet), and whether a payload used it.
+    network: Option<(&'static str, bool)>,
+    /// `meta l4proto` matched, and whether a payload used it.
+    transport: Option<(&'static str, bool)>,
+}
+
+impl Decoder<'_> {
+    fn expression(&mut self, name: &str, data: &[u8]) -> Option<()> {
+        let attributes: Vec<(u16, &[u8])> = crate::netlink::attributes(data).collect();
+        let get = |kind: u16| attributes.iter().find(|(k, _)| *k == kind).map(|(_, v)| *v);
+        let value = |kind: u16| get(kind).and_then(|nested| crate::netlink::find_attribute(nested, NFTA_DATA_VALUE));
+        match name {
+            "meta" if be_u32(get(1)?)? == NFT_REG_1 => self.reg1 = Some(Loaded::Meta(be_u32(get(2)?)?)),
+            "payload" if be_u32(get(1)?)? == NFT_REG_1 => {
+                self.reg1 =
+                    Some(Loaded::Payload { base: be_u32(get(2)?)?, offset: be_u32(get(3)?)?, len: be_u32(get(4)?)? })
+            }
+            "ct" if be_u32(get(1)?)? == NFT_REG_1 && get(3).is_none() => self.reg1 = Some(Loaded::Ct(be_u32(get(2)?)?)),
+            "fib" if be_u32(get(1)?)? == NFT_REG_1 => {
+                self.reg1 = Some(Loaded::Fib { result: be_u32(get(2)?)?, flags: be_u32(get(3)?)? })
+            }
+            "bitwise" => {
+                let op = get(6).map_or(Some(0), be_u32)?;
+                let xor = value(5)?;
+                if op != 0
+                    || be_u32(get(1)?)? != NFT_REG_1
+                    || be_u32(get(2)?)? != NFT_REG_1
+                    || xor.iter().any(|b| *b != 0)
+                {
+                    return None;
+                }
+                let inner = self.reg1.take()?;
+                self.reg1 = Some(Loaded::Masked(Box::new(inner), value(4)?.to_vec()));
+            }
+            "cmp" if be_u32(get(1)?)? == NFT_REG_1 => {
+                let op = match be_u32(get(2)?)? {
+                    NFT_CMP_EQ => "==",
+                    NFT_CMP_NEQ => "!=",
+                    _ => return None,
+                };
+                let loaded = self.reg1.take()?;
+                self.compare(loaded, op, value(3)?)?;
+            }
+            "immediate" => {
+                let register = be_u32(get(1)?)?;
+                let data = get(2)?;
+                if register == NFT_REG_VERDICT {
+                    let verdict = crate::netlink::find_attribute(data, NFTA_DATA_VERDICT)?;
+                    let code = be_u32(crate::netlink::find_attribute(verdict, NFTA_VERDICT_CODE)?)? as i32;
+                    let target = crate::netlink::find_attribute(verdict, NFTA_VERDICT_CHAIN)
+                        .and_then(|c| std::str::from_utf8(c).ok())
+                        .map(|c| c.trim_end_matches('\0'));
+                    self.out.push(match (code, target) {
+                        (1, None) => serde_json::json!({"accept": null}),
+                        (0, None) => serde_json::json!({"drop": null}),
+                        (-5, None) => serde_json::json!({"return": null}),
+                        (-3, Some(chain)) => serde_json::json!({"jump": {"target": chain}}),
+                        (-4, Some(chain)) => serde_json::json!({"goto": {"target": chain}}),
+                        _ => return None,
+                    });
+                } else {
+                    let slot = self.immediates.get_mut((register as usize).checked_sub(1)?)?;
+                    *slot = Some(crate::netlink::find_attribute(data, NFTA_DATA_VALUE)?.to_vec());
+                }
+            }
+            "masq" if attributes.is_empty() => self.out.push(serde_json::json!({"masquerade": null})),
+            "nat" => self.nat(&get)?,
+            _ => return None,
+        }
+        Some(())
+    }
+
+    fn compare(&mut self, loaded: Loaded, op: &str, data: &[u8]) -> Option<()> {
+        let matched =
+            |left: Value, right: Value| serde_json::json!({"match": {"op": op, "left": left, "right": right}});
+        match loaded {
+            Loaded::Meta(NFT_META_NFPROTO) if op == "==" && self.family == "inet" && self.network.is_none() => {
+                self.network = Some((
+                    match data {
+                        [NFPROTO_IPV4] => "ip",
+                        [NFPROTO_IPV6] => "ip6",
+                        _ => return None,
+                    },
+                    false,
+                ));
+            }
+            Loaded::Meta(NFT_META_L4PROTO) if op == "==" && self.transport.is_none() => {
+                self.transport = Some((
+                    match data {
+                        [6] => "tcp",
+                        [17] => "udp",
+                        _ => return None,
+                    },
+                    false,
+                ));
+            }
+            Loaded::Meta(key @ (NFT_META_IIFNAME | NFT_META_OIFNAME)) if data.len() == IFNAMSIZ => {
+                let end = data.iter().position(|b| *b == 0)?;
+                if data[end..].iter().any(|b| *b != 0) || end == 0 {
+                    return None;
+                }
+                let name = std::str::from_utf8(&data[..end]).ok()?;
+                let key = if key == NFT_META_IIFNAME { "iifname" } else { "oifname" };
+                self.out.push(matched(serde_json::json!({"meta": {"key": key}}), name.into()));
+            }
+            Loaded::Payload { base: NFT_PAYLOAD_NETWORK_HEADER, offset, len } => {
+                let (protocol, field, size) = self.network_field(offset)?;
+                if len as usize != data.len() || len == 0 || len > size {
+                    return None;
+                }
+                let right = address(protocol, data, (len * 8) as usize, size)?;
+                self.out.push(matched(serde_json::json!({"payload": {"protocol": protocol, "field": field}}), right));
+            }
+            Loaded::Masked(inner, mask) => match *inner {
+                Loaded::Payload { base: NFT_PAYLOAD_NETWORK_HEADER, offset, len } => {
+                    let (protocol, field, size) = self.network_field(offset)?;
+                    let bits = prefix_bits(&mask)?;
+                    if len as usize != data.len() || mask.len() != data.len() || bits == 0 || bits as u32 >= len * 8 {
+                        return None;
+                    }
+                    let right = address(protocol, data, bits, size)?;
+                    self.out
+                        .push(matched(serde_json::json!({"payload": {"protocol": protocol, "field": field}}), right));
+                }
+                Loaded::Ct(NFT_CT_STATE) if op == "!=" && data == [0; 4] && mask.len() == 4 => {
+                    let mask = u32::from_ne_bytes(mask.as_slice().try_into().ok()?);
+                    let names = [(1, "invalid"), (2, "established"), (4, "related"), (8, "new"), (64, "untracked")];
+                    let known: u32 = names.iter().map(|(bit, _)| bit).sum();
+                    if mask == 0 || mask & !known != 0 {
+                        return None;
+                    }
+                    let states: Vec<Value> =
+                        names.iter().filter(|(bit, _)| mask & bit != 0).map(|(_, name)| Value::from(*name)).collect();
+                    let right = if states.len() == 1 { states[0].clone() } else { Value::Array(states) };
+                    self.out.push(
+                        serde_json::json!({"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": right}}),
+                    );
+                }
+                _ => return None,
+            },
+            Loaded::Payload { base: NFT_PAYLOAD_TRANSPORT_HEADER, offset, len: 2 } if data.len() == 2 => {
+                let (protocol, used) = self.transport.as_mut()?;
+                if *used {
+                    return None;
+                }
+                *used = true;
+                let field = match offset {
+                    0 => "sport",
+                    2 => "dport",
+                    _ => return None,
+                };
+                let port = u16::from_be_bytes([data[0], data[1]]);
+                self.out.push(matched(
+                    serde_json::json!({"payload": {"protocol": *protocol, "field": field}}),
+                    port.into(),
+                ));
+            }
+            // `fib daddr type <type>`: the route type, in host byte order.
+            Loaded::Fib { result: 3, flags: 2 } if data.len() == 4 => {
+                let kind = match u32::from_ne_bytes(data.try_into().ok()?) {
+                    1 => "unicast",
+                    2 => "local",
+                    3 => "broadcast",
+                    4 => "anycast",
+                    5 => "multicast",
+                    _ => return None,
+                };
+                self.out.push(matched(serde_json::json!({"fib": {"result": "type", "flags": ["daddr"]}}), kind.into()));
+            }
+            _ => return None,
+        }
+        Some(())
+    }
+
+    /// (protocol, field, address size) of a network header offset, in the
+    /// table's family or after inet's `meta nfproto`.
+    fn network_field(&mut self, offset: u32) -> Option<(&'static str, &'static str, u32)> {
+        let protocol = match (self.family, &mut self.network) {
+            ("ip", None) => "ip",
+            ("ip6", None) => "ip6",
+            ("inet", Some((protocol, used))) => {
+                *used = true;
+                *protocol
+            }
+            _ => return None,
+        };
+        match (protocol, offset) {
+            ("ip", 12) => Some(("ip", "saddr", 4)),
+            ("ip", 16) => Some(("ip", "daddr", 4)),
+            ("ip6", 8) => Some(("ip6", "saddr", 16)),
+            ("ip6", 24) => Some(("ip6", "daddr", 16)),
+            _ => None,
+        }
+    }
+
+    fn nat<'d>(&mut self, get: &dyn Fn(u16) -> Option<&'d [u8]>) -> Option<()> {
+        // TYPE dnat, FAMILY, REG_ADDR_MIN 1 (MAX 1), REG_PROTO_MIN 2 (MAX 2).
+        if be_u32(get(1)?)? != NFT_NAT_DNAT
+            || be_u32(get(3)?)? != NFT_REG_1
+            || get(4).is_some_and(|r| be_u32(r) != Some(NFT_REG_1))
+            || be_u32(get(5)?)? != NFT_REG_2
+            || get(6).is_some_and(|r| be_u32(r) != Some(NFT_REG_2))
+        {
+            return None;
+        }
+        let flags = get(7).map_or(Some(0), be_u32)?;
+        // MAP_IPS and PROTO_SPECIFIED only (the kernel adds MAP_IPS).
+        if flags & !3 != 0 {
+            return None;
+        }
+        let protocol = match (be_u32(get(2)?)? as u8, self.family) {
+            (NFPROTO_IPV4, "ip") => "ip",
+            (NFPROTO_IPV6, "ip6") => "ip6",
+            _ => return None,
+        };
+        let [Some(addr), Some(port)] = std::mem::take(&mut self.immediates) else { return None };
+        let size = if protocol == "ip" { 4 } else { 16 };
+        let addr = address(protocol, &addr, size as usize * 8, size)?;
+        let port: [u8; 2] = port.as_slice().try_into().ok()?;
+        self.out.push(serde_json::json!({"dnat": {"addr": addr, "port": u16::from_be_bytes(port)}}));
+        Some(())
+    }
+
+    /// The expressions, once every dependency was used by the match it
+    /// stands for (a lone `meta nfproto` is listed by nft, not here).
+    fn finish(self) -> Option<Vec<Value>> {
+        let used = |dependency: Option<(&str, bool)>| dependency.is_none_or(|(_, used)| used);
+        let clean = self.reg1.is_none() && self.immediates.iter().all(Option::is_none);
+        (used(self.network) && used(self.transport) && clean).then_some(self.out)
+    }
+}
+
+/// The number of leading one bits of a prefix mask, None if not a prefix.
+fn prefix_bits(mask: &[u8]) -> Option<usize> {
+    let bits: Vec<bool> = mask.iter().flat_map(|b| (0..8).rev().map(move |i| b & (1 << i) != 0)).collect();
+    let ones = bits.iter().take_while(|b| **b).count();
+    bits[ones..].iter().all(|b| !b).then_some(ones)
+}
+
+/// An address (all `size` bytes given) or a prefix of `bits`, as nft writes
+/// the right-hand side; the bytes beyond `data` are zero.
+fn address(protocol: &str, data: &[u8], bits: usize, size: u32) -> Option<Value> {
+    let mut bytes = data.to_vec();
+    bytes.resize(size as usize, 0);
+    let text = match protocol {
+        "ip" => std::net::Ipv4Addr::from(<[u8; 4]>::try_from(bytes.as_slice()).ok()?).to_string(),
+        _ => std::net::Ipv6Addr::from(<[u8; 16]>::try_from(bytes.as_slice()).ok()?).to_string(),
+    };
+    Some(if bits == size as usize * 8 {
+        Value::String(text)
+    } else {
+        serde_json::json!({"prefix": {"addr": text, "len": bits}})
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

@@ -8,8 +8,8 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cni_wasm_capabilities::netfilter;
 use cni_wasm_capabilities::netns::Netns as Namespace;
+use cni_wasm_capabilities::{netfilter, nft_netlink};
 use cni_wasm_tests::netns::Netns;
 use cni_wasm_tests::require_root;
 use serde_json::{Value, json};
@@ -196,4 +196,62 @@ fn deletion_by_handle_removes_only_that_rule_and_a_failed_batch_changes_nothing(
     // A chain that does not exist: an error, not a hang.
     let missing = json!({"nftables": [add("ip", "nowhere", &accept, None)]});
     assert!(netfilter::nft_apply(&capability, &missing.to_string(), deadline()).unwrap_err().is_not_found());
+}
+
+/// nft's listing of one chain, without its metainfo.
+fn nft_listing(ns: &Netns, family: &str, chain: &str) -> Vec<Value> {
+    let text = ns.exec("nft", &["-j", "list", "chain", family, "t", chain]);
+    let value: Value = serde_json::from_str(&text).unwrap();
+    value["nftables"].as_array().unwrap().iter().filter(|o| o.get("metainfo").is_none()).cloned().collect()
+}
+
+#[test]
+fn a_chain_is_listed_over_netlink_as_nft_lists_it_or_left_to_nft() {
+    require_root();
+    let ns = Netns::new("nftnl-list");
+    // The shared chains' skeletons (masquerade, portmap, firewall), then
+    // every per-attachment shape.
+    nft_stdin(
+        &ns,
+        &["-f", "-"],
+        "table inet t {\n chain other {\n }\n chain postrouting {\n  type nat hook postrouting priority srcnat; policy accept;\n  \
+         ip daddr 224.0.0.0/4 return\n  ip6 daddr ff00::/8 return\n  goto other\n }\n chain forward {\n  \
+         type filter hook forward priority filter; policy accept;\n  jump other\n }\n chain ours {\n }\n chain counted {\n  counter\n }\n}\n\
+         table ip t {\n chain other {\n }\n chain prerouting {\n  type nat hook prerouting priority dstnat; policy accept;\n  \
+         fib daddr type local jump other comment \"cni-wasm: no conditions\"\n }\n chain ours {\n }\n}\n\
+         table ip6 t {\n chain ours {\n }\n}\n",
+    );
+    let capability = Namespace::open(&ns.path()).unwrap();
+    for (family, expr, comment) in shapes() {
+        let batch = json!({"nftables": [add(family, "ours", &expr, comment)]});
+        netfilter::nft_apply(&capability, &batch.to_string(), deadline()).unwrap();
+    }
+    for (family, chain) in [
+        ("inet", "postrouting"),
+        ("inet", "forward"),
+        ("inet", "ours"),
+        ("ip", "prerouting"),
+        ("ip", "ours"),
+        ("ip6", "ours"),
+    ] {
+        match nft_netlink::list_chain(&capability, family, "t", chain) {
+            nft_netlink::Listed::Chain(listing) => {
+                assert_eq!(
+                    listing["nftables"].as_array().unwrap(),
+                    &nft_listing(&ns, family, chain),
+                    "{family} {chain}"
+                )
+            }
+            _ => panic!("{family} {chain} is decoded"),
+        }
+    }
+    assert!(matches!(nft_netlink::list_chain(&capability, "inet", "t", "counted"), nft_netlink::Listed::Undecoded));
+    assert!(matches!(nft_netlink::list_chain(&capability, "inet", "t", "absent"), nft_netlink::Listed::Missing));
+    assert!(matches!(nft_netlink::list_chain(&capability, "inet", "absent", "ours"), nft_netlink::Listed::Missing));
+    // Through the capability: the table object in front, nft's fallback.
+    let counted: Value = serde_json::from_str(
+        &netfilter::nft_list_chain(&capability, "inet", "t", "counted", deadline()).unwrap().unwrap(),
+    )
+    .unwrap();
+    assert!(counted["nftables"].as_array().unwrap().iter().any(|o| o["rule"]["expr"][0].get("counter").is_some()));
 }
