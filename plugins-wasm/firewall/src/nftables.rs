@@ -292,9 +292,23 @@ pub fn check(
     ips: &[IpNet],
     isolation: Option<&Isolation>,
 ) -> Result<()> {
-    let table = NftTable::read(host, FAMILY, TABLE)?
+    // The chains CHECK looks at, each read alone: a listing of the table
+    // would cost what every other attachment's rules cost too.
+    let mut table = NftTable::read_chain(host, FAMILY, TABLE, FORWARD)?
         .ok_or_else(|| internal(format!("nftables table {FAMILY} {TABLE} not found")))?;
-    if !layout_complete(&table) {
+    let mut chains = vec![CONTAINERS];
+    if isolation.is_some() {
+        chains.extend([STAGE_1, STAGE_2]);
+    }
+    for chain in chains {
+        if let Some(listed) = NftTable::read_chain(host, FAMILY, TABLE, chain)? {
+            table.chains.extend(listed.chains);
+            table.rules.extend(listed.rules);
+        }
+    }
+    // The jumps from forward keep admin and the stages (the kernel does not
+    // delete a chain a rule jumps to).
+    if !forward_complete(&table) || !table.has_chain(CONTAINERS) {
         return Err(internal(format!("nftables table {FAMILY} {TABLE} lacks its chains or the jumps from {FORWARD}")));
     }
     let comment = instance_comment(network, ifname, container_id);

@@ -259,11 +259,15 @@ pub fn unforward_ports(host: &Netns, container_id: &str, record: Option<&Record>
 /// masquerade rules, found by the container-id comment.
 pub fn check_ports(host: &Netns, conf: &PortMap, container_id: &str, container: IpNet) -> Result<()> {
     let family = family(&container);
-    let table =
-        NftTable::read(host, family, TABLE)?.ok_or_else(|| internal(format!("table {family} {TABLE} not found")))?;
-    let count = |chain: &str| table.rules_in(chain).filter(|r| r.comment.as_deref() == Some(container_id)).count();
+    // The two chains that hold containers' rules, not the whole table (the
+    // skeleton is not the reference's CHECK either).
+    let hostports = NftTable::read_chain(host, family, TABLE, HOSTPORTS)?
+        .ok_or_else(|| internal(format!("table {family} {TABLE} not found")))?;
+    let count = |table: &NftTable, chain: &str| {
+        table.rules_in(chain).filter(|r| r.comment.as_deref() == Some(container_id)).count()
+    };
     let expected_ports = conf.mappings.iter().filter(|m| m.applies_to(container.addr)).count();
-    if expected_ports > 0 && count(HOSTPORTS) < expected_ports {
+    if expected_ports > 0 && count(&hostports, HOSTPORTS) < expected_ports {
         return Err(internal(format!("missing hostport rules in {HOSTPORTS:?} chain")));
     }
     let expected_masq = match (conf.snat, container.is_ipv4() && !conf.masq_all) {
@@ -271,7 +275,11 @@ pub fn check_ports(host: &Netns, conf: &PortMap, container_id: &str, container: 
         (true, true) => 2,
         (true, false) => 1,
     };
-    if count(MASQUERADING) < expected_masq {
+    let masquerading = match expected_masq {
+        0 => None,
+        _ => NftTable::read_chain(host, family, TABLE, MASQUERADING)?,
+    };
+    if masquerading.as_ref().map_or(0, |t| count(t, MASQUERADING)) < expected_masq {
         return Err(internal(format!("missing hostport rules in {MASQUERADING:?} chain")));
     }
     Ok(())
