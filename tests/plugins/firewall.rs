@@ -554,3 +554,27 @@ fn nftables_add_and_del_find_the_attachments_rules_by_recorded_handles() {
     assert_eq!(of("b"), 0, "every rule of b is gone");
     assert!(!path.exists(), "DEL removes the record");
 }
+
+/// A DEL deletes the address rules its ADD wrote in one restore, without
+/// reading the filter table (which holds every container's rules); rules
+/// not as written (here: already gone) make it read the table.
+#[test]
+fn an_iptables_del_of_what_its_add_wrote_reads_no_table() {
+    let direct = Direct::new("fw-iptdel");
+    let audit = cni_wasm_tests::plugin::Audit::new("fw-iptdel");
+    let network = format!("fw-iptdel-{}", std::process::id());
+    let config = direct_config("1.0.0", &network, json!({"backend": "iptables"}), Some(&["10.70.0.2/24"]));
+    let call = |command: &str| {
+        let out = run(&direct.install.plugin("firewall"), &audit.on(direct.env(command, "a")), &config.to_string());
+        assert!(out.success, "{command}: {} {}", out.stdout, out.stderr);
+    };
+    call("ADD");
+    assert!(filter_tables(&direct.host).to_string().contains("10.70.0.2"), "ADD lets the address through");
+    audit.take_count("netfilter.iptables-save");
+    call("DEL");
+    assert_eq!(audit.take_count("netfilter.iptables-save"), 0, "DEL reads no table");
+    assert_eq!(audit.take_count("netfilter.nft-list-table"), 0, "nor an nftables one");
+    assert!(!filter_tables(&direct.host).to_string().contains("10.70.0.2"), "DEL removes the address rules");
+    call("DEL");
+    assert_eq!(audit.take_count("netfilter.iptables-save"), 1, "a DEL with nothing to delete reads the table");
+}

@@ -345,12 +345,19 @@ fn a_line_break_in_a_condition_is_a_config_error_and_injects_nothing() {
 /// A chained portmap config for network `name`, with bridge's prevResult
 /// for `address` and one tcp mapping of `host_port`.
 fn direct_config(name: &str, address: &str, host_port: u16) -> String {
-    json!({"cniVersion": "1.0.0", "name": name, "type": "portmap", "backend": "nftables",
+    direct_config_with(name, address, host_port, json!({"backend": "nftables"}))
+}
+
+fn direct_config_with(name: &str, address: &str, host_port: u16, extra: Value) -> String {
+    let mut config = json!({"cniVersion": "1.0.0", "name": name, "type": "portmap",
         "runtimeConfig": {"portMappings": port_mappings(&[(host_port, 80, "tcp", None)])},
         "prevResult": {"cniVersion": "1.0.0",
             "interfaces": [{"name": "cni-podman0"}, {"name": "veth0"}, {"name": "eth0", "sandbox": "/var/run/netns/x"}],
-            "ips": [{"address": address, "interface": 2}]}})
-    .to_string()
+            "ips": [{"address": address, "interface": 2}]}});
+    for (key, value) in extra.as_object().unwrap() {
+        config[key] = value.clone();
+    }
+    config.to_string()
 }
 
 /// The comments of the rules in `ip cni_hostport`'s hostports and
@@ -412,4 +419,40 @@ fn nftables_add_and_del_find_the_containers_rules_by_recorded_handles() {
     assert_eq!(audit.take_count("netfilter.nft-list-table"), 2, "DEL without handles lists each family's table");
     assert_eq!(of("b"), 0, "every rule of b is gone");
     assert!(!record.exists(), "DEL removes the record");
+}
+
+/// iptables-save prints every container's chains and rules. A DEL whose
+/// config says what its ADD wrote deletes exactly that in one restore,
+/// reading no table; with conditions (whose canonical text the kernel
+/// decides) or when the rules are not as written, it reads the table.
+#[test]
+fn an_iptables_del_of_what_its_add_wrote_reads_no_table() {
+    cni_wasm_tests::require_root();
+    let install = Installation::new("pm-iptdel");
+    let host = Netns::new("pm-iptdel-h");
+    let ct = Netns::new("pm-iptdel-c");
+    let audit = cni_wasm_tests::plugin::Audit::new("pm-iptdel");
+    let call = |command: &str, config: &str| {
+        let env =
+            Env { host_netns: Some(host.name.clone()), ..Env::new(command, "a", &ct.path(), "eth0", &install.dir) };
+        let out = run(&install.plugin("portmap"), &audit.on(env), config);
+        assert!(out.success, "{command}: {} {}", out.stdout, out.stderr);
+    };
+    // (The backend is named: conditions without one make the config's
+    // backend choice probe iptables with a read of its own.)
+    let conditions = json!({"backend": "iptables", "conditionsV4": ["-s", "10.0.0.0/8"]});
+    for (extra, saves) in [(json!({}), 0), (conditions, 1)] {
+        let config = direct_config_with("pm-iptdel", "10.79.0.2/24", 8083, extra.clone());
+        call("ADD", &config);
+        assert!(iptables_save(&host, false, "nat").contains("CNI-DN-"), "{extra}: ADD maps the port");
+        audit.take_count("netfilter.iptables-save");
+        call("DEL", &config);
+        assert_eq!(audit.take_count("netfilter.iptables-save"), saves, "{extra}: tables read by DEL");
+        let nat = iptables_save(&host, false, "nat");
+        assert!(!nat.contains("CNI-DN-") && !nat.contains("8083"), "{extra}: DEL removes the mapping:\n{nat}");
+    }
+    // Nothing left to delete: the restore fails, the table is read, DEL
+    // still succeeds.
+    call("DEL", &direct_config_with("pm-iptdel", "10.79.0.2/24", 8083, json!({})));
+    assert_eq!(audit.take_count("netfilter.iptables-save"), 1);
 }

@@ -192,6 +192,17 @@ pub fn remove(host: &Netns, family: IpFamily, ips: &[IpNet]) -> Result<()> {
     if ips.is_empty() {
         return Ok(());
     }
+    // The rules as ADD wrote them, deleted in one restore that fails
+    // (changing nothing) unless all are there: no read of a table that
+    // holds every container's rules.
+    let known: Vec<String> =
+        ips.iter().flat_map(address_rules).map(|rule| format!("-D {FORWARD_CHAIN} {rule}")).collect();
+    match cni_plugin_sdk::netfilter_capability::iptables_restore(host, family, TABLE, &known.join("\n")) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind == cni_plugin_sdk::types::ErrorKind::Unsupported => return Ok(()),
+        // Not as ADD left them (gone, or never added): read, then edit.
+        Err(_) => {}
+    }
     let snapshot = match IptablesTable::read(host, family, TABLE) {
         Ok(snapshot) => snapshot,
         Err(e) if iptables_unusable(&e) => return Ok(()),

@@ -22,7 +22,7 @@ use cni_plugin_sdk::net::IpNet;
 use cni_plugin_sdk::netfilter::{
     IptablesChange, IptablesTable, chain_name, comment_of, edit_iptables_from, go_quote, iptables_unusable, save_string,
 };
-use cni_plugin_sdk::types::IpFamily;
+use cni_plugin_sdk::types::{ErrorKind, IpFamily};
 
 use crate::config::PortMap;
 
@@ -111,10 +111,10 @@ fn socket(ip: IpAddr, port: u16) -> String {
 
 /// One entry rule per protocol (sorted) per group of 15 host ports, in the
 /// order the reference writes them; canonical only without conditions.
-pub fn entry_rules(conf: &PortMap, container_id: &str, container: IpNet) -> Vec<String> {
+pub fn entry_rules(conf: &PortMap, container_id: &str, v4: bool) -> Vec<String> {
     let chain = dnat_chain(&conf.name, container_id);
     let comment = save_string(&entry_comment(&conf.name, container_id));
-    let conditions: Vec<String> = conf.conditions(container.is_ipv4()).iter().map(|c| quote_token(c)).collect();
+    let conditions: Vec<String> = conf.conditions(v4).iter().map(|c| quote_token(c)).collect();
     let mut protocols: Vec<&str> = conf.mappings.iter().map(|m| m.protocol.as_str()).collect();
     protocols.sort();
     protocols.dedup();
@@ -163,7 +163,7 @@ pub fn forward_ports(
 ) -> Result<()> {
     let chain = dnat_chain(&conf.name, container_id);
     let dnat = dnat_rules(conf, container);
-    let entries = entry_rules(conf, container_id, container);
+    let entries = entry_rules(conf, container_id, container.is_ipv4());
     let mark = mark(conf.mark_bit);
     edit_iptables_from(host, family(container.addr), "nat", nat, |table, change| {
         // The mark chains first: the DNAT rules jump to them.
@@ -207,15 +207,33 @@ fn delete_jumps(table: &IptablesTable, change: &mut IptablesChange, from: &str, 
 }
 
 /// Removes the container's chains from `families`; a family whose iptables
-/// does not work is skipped, as in the reference. Returns whether any
-/// family's iptables was usable.
-pub fn unforward_ports(host: &Netns, network: &str, container_id: &str, families: &[IpFamily]) -> Result<bool> {
+/// does not work is skipped, as in the reference. With the config (`conf`),
+/// the rules an ADD wrote are deleted without reading the table first.
+/// Returns whether any family's iptables was usable.
+pub fn unforward_ports(
+    host: &Netns,
+    network: &str,
+    container_id: &str,
+    families: &[IpFamily],
+    conf: Option<&PortMap>,
+) -> Result<bool> {
     let chains = [
         (TOP_DNAT_CHAIN, dnat_chain(network, container_id)),
         (OLD_TOP_SNAT_CHAIN, old_snat_chain(network, container_id)),
     ];
     let mut usable = 0;
     for family in families.iter().copied() {
+        if let Some(known) = conf.and_then(|conf| known_deletion(conf, container_id, family)) {
+            match cni_plugin_sdk::netfilter_capability::iptables_restore(host, family, "nat", &known) {
+                Ok(()) => {
+                    usable += 1;
+                    continue;
+                }
+                Err(e) if e.kind == ErrorKind::Unsupported => continue,
+                // Not as the ADD left it (or never added): read, then edit.
+                Err(_) => {}
+            }
+        }
         // The snapshot also tells whether there is anything to delete, so a
         // DEL with nothing left costs one iptables-save per family.
         let table = match IptablesTable::read(host, family, "nat") {
@@ -241,6 +259,24 @@ pub fn unforward_ports(host: &Netns, network: &str, container_id: &str, families
     Ok(usable > 0)
 }
 
+/// The restore that deletes the entry rules and the chain an ADD with this
+/// config wrote; applied, it fails (changing nothing) unless they are all
+/// there, so a DEL need not read the table (iptables-save costs what every
+/// container's rules cost). None with conditions: then the kernel's
+/// canonical text of an entry rule is not ours to predict.
+fn known_deletion(conf: &PortMap, container_id: &str, family: IpFamily) -> Option<String> {
+    let v4 = family == IpFamily::Ipv4;
+    let entries = entry_rules(conf, container_id, v4);
+    if !conf.conditions(v4).is_empty() || entries.is_empty() {
+        return None;
+    }
+    let chain = dnat_chain(&conf.name, container_id);
+    let mut lines: Vec<String> = entries.iter().map(|rule| format!("-D {TOP_DNAT_CHAIN} {rule}")).collect();
+    lines.push(format!("-F {chain}"));
+    lines.push(format!("-X {chain}"));
+    Some(lines.join("\n"))
+}
+
 fn family_name(family: IpFamily) -> &'static str {
     match family {
         IpFamily::Ipv4 => "ipv4",
@@ -261,7 +297,7 @@ pub fn check_ports(conf: &PortMap, container_id: &str, container: IpNet, table: 
             return Err(internal(format!("could not check {name} dnat: rule {rule:?} not found in chain {chain}")));
         }
     }
-    let entries = entry_rules(conf, container_id, container);
+    let entries = entry_rules(conf, container_id, container.is_ipv4());
     let present = table.rules(TOP_DNAT_CHAIN).iter().filter(|r| r.ends_with(&format!(" -j {chain}"))).count();
     // With conditions the kernel's canonical text is not ours to predict;
     // count the jumps instead.
@@ -377,7 +413,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            entry_rules(&conf, "abc123", net("10.89.0.2/24")),
+            entry_rules(&conf, "abc123", true),
             [
                 r#"-p tcp -m comment --comment "dnat name: \"podman\" id: \"abc123\"" -m multiport --dports 8080,9090 -j CNI-DN-748d4dd0c88c50c10332c"#,
                 r#"-p udp -m comment --comment "dnat name: \"podman\" id: \"abc123\"" -m multiport --dports 5353 -j CNI-DN-748d4dd0c88c50c10332c"#,
@@ -400,7 +436,7 @@ mod tests {
     #[test]
     fn more_than_fifteen_ports_are_split_into_groups() {
         let conf = conf((1..=16).map(|p| mapping(1000 + p, 80, "tcp", None)).collect());
-        let entries = entry_rules(&conf, "abc123", net("10.89.0.2/24"));
+        let entries = entry_rules(&conf, "abc123", true);
         assert_eq!(entries.len(), 2);
         assert!(entries[1].contains("--dports 1016 "));
     }

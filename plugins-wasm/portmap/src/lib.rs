@@ -179,7 +179,7 @@ fn del_without_config(host: &Netns, config: &str, container_id: &str, why: &str)
     cni_plugin_sdk::warn!("portmap: DEL with an invalid config ({why}); removing any rules by name");
     let named: Named = cni_plugin_sdk::config::parse(config)?;
     let _lock = state::lock("netfilter.lock")?;
-    iptables::unforward_ports(host, &named.name, container_id, &[IpFamily::Ipv4, IpFamily::Ipv6])?;
+    iptables::unforward_ports(host, &named.name, container_id, &[IpFamily::Ipv4, IpFamily::Ipv6], None)?;
     if masquerade::nftables_usable(host) {
         let record = read_record(&named.name, container_id)?;
         nftables::unforward_ports(host, container_id, record.as_ref())?;
@@ -238,7 +238,7 @@ fn unforward_ports(
     if conf.backend == Some(Backend::Nftables) {
         return nftables::unforward_ports(host, container_id, record).map(|()| Backend::Nftables);
     }
-    if iptables::unforward_ports(host, &conf.name, container_id, families)? {
+    if iptables::unforward_ports(host, &conf.name, container_id, families, Some(conf))? {
         return Ok(Backend::Iptables);
     }
     // The default is nftables only where iptables is not usable.
