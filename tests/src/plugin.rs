@@ -67,6 +67,14 @@ impl Outcome {
 /// Runs `program` (a plugin binary, or a link to one) with a clean
 /// environment plus the CNI variables.
 pub fn run(program: &Path, env: &Env, stdin: &str) -> Outcome {
+    run_measured(program, env, stdin).0
+}
+
+/// [`run`], also returning the process's peak resident set size in KiB
+/// (its rusage at exit, which `ip netns exec` shares: it execs the plugin).
+// The child is reaped by wait4, which std cannot see.
+#[allow(clippy::zombie_processes)]
+pub fn run_measured(program: &Path, env: &Env, stdin: &str) -> (Outcome, u64) {
     let mut command = match &env.host_netns {
         Some(name) => {
             let mut c = Command::new("ip");
@@ -98,12 +106,24 @@ pub fn run(program: &Path, env: &Env, stdin: &str) -> Outcome {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => panic!("writing stdin: {e}"),
         _ => {}
     }
-    let output = child.wait_with_output().expect("waiting for plugin");
-    Outcome {
-        success: output.status.success(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    // Read both pipes to the end, then reap the child with wait4 for its
+    // rusage (std's wait does not return it).
+    let (mut stdout, mut stderr) = (child.stdout.take().expect("stdout"), child.stderr.take().expect("stderr"));
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+        text
+    });
+    let mut out = String::new();
+    let _ = std::io::Read::read_to_string(&mut stdout, &mut out);
+    let err = reader.join().unwrap_or_default();
+    let mut status = 0;
+    // SAFETY: a zeroed rusage is valid, and the pid is our unreaped child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as libc::pid_t, "waiting for {}", program.display());
+    let success = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+    (Outcome { success, stdout: out, stderr: err }, usage.ru_maxrss as u64)
 }
 
 /// A directory with `cni-wasm install`ed into it (a fresh temp dir).

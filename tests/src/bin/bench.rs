@@ -146,6 +146,8 @@ fn main() {
         scale_rows.extend(scale(scale_n, Some("nftables"), &format!("scale {scale_n} nftables")));
     }
 
+    let footprint = selected("footprint").then(|| footprint(&ours.dir, &reference, &netns_path));
+
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     if !scale_rows.is_empty() {
         println!("scale: bridge+host-local+ipMasq, one bridge, one process per call (reference: iptables)");
@@ -187,6 +189,11 @@ fn main() {
         println!("chain: bridge+host-local, portmap (one TCP mapping), firewall, tuning, through libcni 1.1 (Go);");
         println!("the reference (Debian 1.1.1) always uses iptables: it has no nftables backend.");
     }
+    if let Some(lines) = footprint {
+        for line in lines {
+            println!("{line}");
+        }
+    }
     for (name, floor) in &floors {
         if let Some((_, ours, _)) = rows.iter().find(|(row, _, _)| row == name) {
             println!(
@@ -198,6 +205,66 @@ fn main() {
             );
         }
     }
+}
+
+/// Peak RSS of one plugin process (the largest of a few runs) and the size
+/// on disk: cni-wasm is one binary for every plugin, the reference one per
+/// plugin.
+fn footprint(ours: &Path, reference: &Path, netns_path: &str) -> Vec<String> {
+    let bridge = json!({"cniVersion": "1.0.0", "name": "bench-fp", "type": "bridge", "bridge": "cni-fp0",
+        "isGateway": true, "ipMasq": true,
+        "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.61.0.0/24"}]]}});
+    let mut lines = Vec::new();
+    for (label, plugin, config, bridged) in [
+        (
+            "loopback ADD",
+            "loopback",
+            r#"{"cniVersion":"1.0.0","name":"bench-lo","type":"loopback"}"#.to_string(),
+            false,
+        ),
+        ("bridge+host-local+ipMasq ADD", "bridge", bridge.to_string(), true),
+    ] {
+        let mut peaks = [0u64; 2];
+        for (which, dir) in [ours, reference].into_iter().enumerate() {
+            for i in 0..5 {
+                // A fresh host namespace and store each time: every ADD
+                // creates the bridge and its masquerading.
+                let (host, container) = (Netns::new("bench-fp-h"), Netns::new("bench-fp-c"));
+                let store = cni_wasm_tests::TempDir::new("bench-fp");
+                let mut config: Value = serde_json::from_str(&config).unwrap();
+                if bridged {
+                    config["ipam"]["dataDir"] = json!(store.display());
+                }
+                let container_path = if bridged { container.path() } else { netns_path.to_string() };
+                let env = Env {
+                    host_netns: bridged.then(|| host.name.clone()),
+                    ..Env::new("ADD", &format!("fp-{i}"), &container_path, "eth0", dir)
+                };
+                let (outcome, peak) =
+                    cni_wasm_tests::plugin::run_measured(&dir.join(plugin), &env, &config.to_string());
+                assert!(outcome.success, "{label}: {}", outcome.stdout);
+                peaks[which] = peaks[which].max(peak);
+            }
+        }
+        lines.push(format!(
+            "peak RSS {label:<29} cni-wasm {:>6} KiB  reference {:>6} KiB  {:.2}x",
+            peaks[0],
+            peaks[1],
+            peaks[0] as f64 / peaks[1] as f64
+        ));
+    }
+    let size = |path: &Path| std::fs::metadata(path).map(|m| m.len()).unwrap_or_default();
+    let binary = std::fs::canonicalize(ours.join("loopback")).unwrap_or_else(|_| ours.join("loopback"));
+    let reference_total: u64 =
+        std::fs::read_dir(reference).map(|dir| dir.flatten().map(|e| size(&e.path())).sum()).unwrap_or_default();
+    let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
+    lines.push(format!(
+        "size on disk: cni-wasm {:.1} MiB (one binary, every plugin); reference {:.1} MiB in all, bridge alone {:.1} MiB",
+        mib(size(&binary)),
+        mib(reference_total),
+        mib(size(&reference.join("bridge")))
+    ));
+    lines
 }
 
 /// The least a chain DEL must do in the kernel, done with the bare tools
