@@ -48,8 +48,14 @@ pub fn nft_apply_echo(ns: &Netns, batch: &str, deadline: Instant) -> Result<Stri
 /// `nft -j list table <family> <table>`, or None when it does not exist.
 pub fn nft_list_table(ns: &Netns, family: &str, table: &str, deadline: Instant) -> Result<Option<String>> {
     let nft = process::find_tool("nft")?;
-    // Asking the kernel whether the table exists costs a netlink round trip;
-    // starting nft to learn the same costs milliseconds.
+    // The kernel's dumps decoded, when they hold only what nft_netlink
+    // decodes: starting nft costs milliseconds, and more the more the
+    // namespace's ruleset holds.
+    match nft_netlink::list_table(ns, family, table) {
+        nft_netlink::Listed::Missing => return Ok(None),
+        nft_netlink::Listed::Found(listing) => return Ok(Some(listing.to_string())),
+        nft_netlink::Listed::Undecoded => {}
+    }
     if table_exists(ns, family, table) == Some(false) {
         return Ok(None);
     }
@@ -76,7 +82,7 @@ pub fn nft_list_chain(ns: &Netns, family: &str, table: &str, chain: &str, deadli
     // The kernel lists one chain; nft reads the whole ruleset to do it.
     let mut listing = match nft_netlink::list_chain(ns, family, table, chain) {
         nft_netlink::Listed::Missing => return Ok(None),
-        nft_netlink::Listed::Chain(listing) => listing,
+        nft_netlink::Listed::Found(listing) => listing,
         nft_netlink::Listed::Undecoded => {
             let output = process::run_tool(ns, &nft, &["-j", "list", "chain", family, table, chain], &[], deadline)?;
             if !output.status.success() && String::from_utf8_lossy(&output.stderr).contains("No such file or directory")

@@ -597,18 +597,71 @@ const NFTA_CHAIN_HANDLE: u16 = 2;
 const NFTA_CHAIN_HOOK: u16 = 4;
 const NFTA_CHAIN_POLICY: u16 = 5;
 const NFTA_CHAIN_TYPE: u16 = 7;
-const NFTA_CHAIN_USERDATA: u16 = 12;
 const NFTA_HOOK_HOOKNUM: u16 = 1;
 const NFTA_HOOK_PRIORITY: u16 = 2;
 
-/// What the kernel said of one chain.
+/// What the kernel said of one chain or table.
 pub enum Listed {
-    /// The chain (or its table) does not exist.
+    /// The chain or table does not exist.
     Missing,
-    /// nft's `{"nftables": [chain, rules...]}`, without metainfo.
-    Chain(Value),
+    /// nft's `{"nftables": [...]}` of it, without metainfo.
+    Found(Value),
     /// Something this module does not decode: ask nft.
     Undecoded,
+}
+
+const NFT_MSG_GETTABLE: u16 = 1;
+const NFT_MSG_NEWTABLE: u16 = 0;
+const NFT_MSG_GETSET: u16 = 10;
+const NFTA_TABLE_FLAGS: u16 = 2;
+const NFTA_TABLE_HANDLE: u16 = 4;
+
+fn request(kind: u16, dump: bool, seq: u32, family: u8, attributes: &Attributes) -> Vec<u8> {
+    let flags = libc::NLM_F_REQUEST | if dump { libc::NLM_F_DUMP } else { libc::NLM_F_ACK };
+    message((NFNL_SUBSYS_NFTABLES << 8) | kind, flags as u16, seq, family, 0, &attributes.0)
+}
+
+/// Sends one request and collects its replies, to NLMSG_DONE for a dump
+/// and to the acknowledgement otherwise; Ok(Err(errno)) when the kernel
+/// refused it.
+fn exchange(
+    socket: &mut netlink_sys::Socket,
+    request: &[u8],
+    buffer: &mut [u8],
+) -> std::io::Result<std::result::Result<Vec<Vec<u8>>, i32>> {
+    socket.send(request, 0)?;
+    let mut replies = Vec::new();
+    loop {
+        let n = socket.recv(&mut &mut buffer[..], 0)?;
+        for reply in split(&buffer[..n]) {
+            match reply_type(reply) {
+                NLMSG_DONE => return Ok(Ok(replies)),
+                NLMSG_ERROR => {
+                    return Ok(match error_of(reply) {
+                        0 => Ok(replies),
+                        errno => Err(-errno),
+                    });
+                }
+                _ => replies.push(reply.to_vec()),
+            }
+        }
+    }
+}
+
+/// Runs `f` with a netfilter netlink socket opened in the namespace.
+fn with_socket<T: Send>(
+    ns: &Netns,
+    f: impl FnOnce(&mut netlink_sys::Socket, &mut [u8]) -> std::io::Result<T> + Send,
+) -> Option<T> {
+    ns.run("listing nftables objects over netlink", || {
+        let mut socket = netlink_sys::Socket::new(netlink_sys::protocols::NETLINK_NETFILTER)?;
+        socket.bind_auto()?;
+        socket.connect(&netlink_sys::SocketAddr::new(0, 0))?;
+        set_receive_timeout(&socket, std::time::Duration::from_secs(5))?;
+        let mut buffer = vec![0u8; 64 * 1024];
+        f(&mut socket, &mut buffer)
+    })
+    .ok()
 }
 
 /// One chain and its rules, read over netlink in the namespace.
@@ -616,75 +669,107 @@ pub fn list_chain(ns: &Netns, family: &str, table: &str, chain: &str) -> Listed 
     let Some(family_number) = family_number(family) else { return Listed::Undecoded };
     let mut names = Attributes::default();
     names.string(1, table).string(3, chain); // NFTA_CHAIN_TABLE, NFTA_CHAIN_NAME
-    let get_chain = message(
-        (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETCHAIN,
-        (libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16,
-        1,
-        family_number,
-        0,
-        &names.0,
-    );
+    let get_chain = request(NFT_MSG_GETCHAIN, false, 1, family_number, &names);
     let mut location = Attributes::default();
     location.string(NFTA_RULE_TABLE, table).string(NFTA_RULE_CHAIN, chain);
-    let dump_rules = message(
-        (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETRULE,
-        (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16,
-        2,
-        family_number,
-        0,
-        &location.0,
-    );
-    let replies = ns.run("listing an nftables chain over netlink", || {
-        let mut socket = netlink_sys::Socket::new(netlink_sys::protocols::NETLINK_NETFILTER)?;
-        socket.bind_auto()?;
-        socket.connect(&netlink_sys::SocketAddr::new(0, 0))?;
-        set_receive_timeout(&socket, std::time::Duration::from_secs(5))?;
-        let mut buffer = vec![0u8; 64 * 1024];
-        socket.send(&get_chain, 0)?;
-        let n = socket.recv(&mut &mut buffer[..], 0)?;
-        let chain_reply: Vec<Vec<u8>> = split(&buffer[..n]).into_iter().map(<[u8]>::to_vec).collect();
-        let missing = chain_reply.iter().any(|r| reply_type(r) == NLMSG_ERROR && error_of(r) != 0);
-        let mut rules = Vec::new();
-        if !missing {
-            // The ACK of the chain request may come in its own datagram.
-            if !chain_reply.iter().any(|r| reply_type(r) == NLMSG_ERROR) {
-                let _ = socket.recv(&mut &mut buffer[..], 0)?;
-            }
-            socket.send(&dump_rules, 0)?;
-            'dump: loop {
-                let n = socket.recv(&mut &mut buffer[..], 0)?;
-                for reply in split(&buffer[..n]) {
-                    match reply_type(reply) {
-                        NLMSG_DONE => break 'dump,
-                        NLMSG_ERROR => return Err(std::io::Error::from_raw_os_error(-error_of(reply))),
-                        _ => rules.push(reply.to_vec()),
-                    }
-                }
-            }
-        }
-        Ok((chain_reply, rules))
+    let dump_rules = request(NFT_MSG_GETRULE, true, 2, family_number, &location);
+    let replies = with_socket(ns, |socket, buffer| {
+        let chain = exchange(socket, &get_chain, buffer)?;
+        let rules = match chain {
+            Ok(_) => Some(exchange(socket, &dump_rules, buffer)?),
+            Err(_) => None,
+        };
+        Ok((chain, rules))
     });
-    let Ok((chain_reply, rules)) = replies else { return Listed::Undecoded };
-    if let Some(error) = chain_reply.iter().find(|r| reply_type(r) == NLMSG_ERROR && error_of(r) != 0) {
-        return if -error_of(error) == libc::ENOENT { Listed::Missing } else { Listed::Undecoded };
-    }
-    let Some(chain_message) =
-        chain_reply.iter().find(|r| reply_type(r) == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWCHAIN)
-    else {
-        return Listed::Undecoded;
+    let chain_reply = match replies {
+        Some((Ok(chain), Some(Ok(rules)))) => (chain, rules),
+        Some((Err(errno), _)) if errno == libc::ENOENT => return Listed::Missing,
+        _ => return Listed::Undecoded,
     };
+    let (chain_replies, rules) = chain_reply;
     let decoded = (|| {
-        let mut objects =
-            vec![serde_json::json!({"chain": decode_chain(family, table, chain, chain_message.get(20..)?)?})];
+        let chain_message =
+            chain_replies.iter().find(|r| reply_type(r) == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWCHAIN)?;
+        let mut objects = vec![serde_json::json!({"chain": decode_chain(family, table, chain_message.get(20..)?)?})];
         for rule in &rules {
-            if reply_type(rule) != (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWRULE {
-                return None;
-            }
-            objects.push(serde_json::json!({"rule": decode_rule(family, table, chain, rule.get(20..)?)?}));
+            objects.push(serde_json::json!({"rule": decode_rule(family, table, rule)?}));
         }
         Some(serde_json::json!({ "nftables": objects }))
     })();
-    decoded.map_or(Listed::Undecoded, Listed::Chain)
+    decoded.map_or(Listed::Undecoded, Listed::Found)
+}
+
+/// One table, its chains and their rules, as `nft -j list table` lists
+/// them (table, chains, then rules chain by chain); a table with sets, or
+/// flags, is left to nft.
+pub fn list_table(ns: &Netns, family: &str, table: &str) -> Listed {
+    let Some(family_number) = family_number(family) else { return Listed::Undecoded };
+    let mut name = Attributes::default();
+    name.string(1, table); // NFTA_TABLE_NAME, NFTA_CHAIN_TABLE, NFTA_SET_TABLE, NFTA_RULE_TABLE
+    let requests = [
+        request(NFT_MSG_GETTABLE, false, 1, family_number, &name),
+        request(NFT_MSG_GETCHAIN, true, 2, family_number, &name),
+        request(NFT_MSG_GETSET, true, 3, family_number, &name),
+        request(NFT_MSG_GETRULE, true, 4, family_number, &name),
+    ];
+    let replies = with_socket(ns, |socket, buffer| {
+        let mut out = Vec::new();
+        for request in &requests {
+            let reply = exchange(socket, request, buffer)?;
+            let failed = reply.is_err();
+            out.push(reply);
+            if failed {
+                break;
+            }
+        }
+        Ok(out)
+    });
+    let Some(replies) = replies else { return Listed::Undecoded };
+    let mut answers = Vec::new();
+    for reply in replies {
+        match reply {
+            Ok(messages) => answers.push(messages),
+            Err(errno) if errno == libc::ENOENT && answers.is_empty() => return Listed::Missing,
+            Err(_) => return Listed::Undecoded,
+        }
+    }
+    let decoded = (|| {
+        let [table_replies, chains, sets, rules] = <[Vec<Vec<u8>>; 4]>::try_from(answers).ok()?;
+        let table_message =
+            table_replies.iter().find(|r| reply_type(r) == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWTABLE)?;
+        let attributes = table_message.get(20..)?;
+        if crate::netlink::find_attribute(attributes, NFTA_TABLE_FLAGS).and_then(be_u32).unwrap_or(0) != 0 {
+            return None;
+        }
+        let handle =
+            u64::from_be_bytes(crate::netlink::find_attribute(attributes, NFTA_TABLE_HANDLE)?.try_into().ok()?);
+        // Set dumps filter by table name: any set here is not decoded.
+        if sets.iter().any(|s| name_of(s, 1) == Some(table)) {
+            return None;
+        }
+        let mut objects = vec![serde_json::json!({"table": {"family": family, "name": table, "handle": handle}})];
+        let mut order = Vec::new();
+        for chain in chains.iter().filter(|c| name_of(c, 1) == Some(table)) {
+            let decoded = decode_chain(family, table, chain.get(20..)?)?;
+            order.push(decoded["name"].as_str()?.to_string());
+            objects.push(serde_json::json!({"chain": decoded}));
+        }
+        let mut decoded_rules = Vec::new();
+        for rule in rules.iter().filter(|r| name_of(r, NFTA_RULE_TABLE) == Some(table)) {
+            decoded_rules.push(decode_rule(family, table, rule)?);
+        }
+        // The kernel dumps chain by chain already; keep nft's order anyway.
+        decoded_rules.sort_by_key(|r| order.iter().position(|c| r["chain"] == c.as_str()));
+        objects.extend(decoded_rules.into_iter().map(|rule| serde_json::json!({"rule": rule})));
+        Some(serde_json::json!({ "nftables": objects }))
+    })();
+    decoded.map_or(Listed::Undecoded, Listed::Found)
+}
+
+/// A string attribute of a reply's message (after nlmsghdr and nfgenmsg).
+fn name_of(reply: &[u8], kind: u16) -> Option<&str> {
+    let value = crate::netlink::find_attribute(reply.get(20..)?, kind)?;
+    std::str::from_utf8(value).ok().map(|s| s.trim_end_matches('\0'))
 }
 
 fn error_of(reply: &[u8]) -> i32 {
@@ -695,12 +780,10 @@ fn be_u32(bytes: &[u8]) -> Option<u32> {
     Some(u32::from_be_bytes(bytes.try_into().ok()?))
 }
 
-fn decode_chain(family: &str, table: &str, name: &str, attributes: &[u8]) -> Option<Value> {
+/// A chain as nft 1.0's JSON shows it: a comment (userdata) is not shown.
+fn decode_chain(family: &str, table: &str, attributes: &[u8]) -> Option<Value> {
     let find = |kind| crate::netlink::find_attribute(attributes, kind);
-    // A chain comment is not in the decoded shapes: nft lists it.
-    if find(NFTA_CHAIN_USERDATA).is_some() {
-        return None;
-    }
+    let name = std::str::from_utf8(find(3)?).ok()?.trim_end_matches('\0'); // NFTA_CHAIN_NAME
     let handle = u64::from_be_bytes(find(NFTA_CHAIN_HANDLE)?.try_into().ok()?);
     let mut chain = serde_json::json!({"family": family, "table": table, "name": name, "handle": handle});
     if let Some(hook) = find(NFTA_CHAIN_HOOK) {
@@ -721,7 +804,12 @@ fn decode_chain(family: &str, table: &str, name: &str, attributes: &[u8]) -> Opt
     Some(chain)
 }
 
-fn decode_rule(family: &str, table: &str, chain: &str, attributes: &[u8]) -> Option<Value> {
+fn decode_rule(family: &str, table: &str, reply: &[u8]) -> Option<Value> {
+    if reply_type(reply) != (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWRULE {
+        return None;
+    }
+    let chain = name_of(reply, NFTA_RULE_CHAIN)?;
+    let attributes = reply.get(20..)?;
     let mut handle = None;
     let mut comment = None;
     let mut expressions = None;

@@ -235,7 +235,7 @@ fn a_chain_is_listed_over_netlink_as_nft_lists_it_or_left_to_nft() {
         ("ip6", "ours"),
     ] {
         match nft_netlink::list_chain(&capability, family, "t", chain) {
-            nft_netlink::Listed::Chain(listing) => {
+            nft_netlink::Listed::Found(listing) => {
                 assert_eq!(
                     listing["nftables"].as_array().unwrap(),
                     &nft_listing(&ns, family, chain),
@@ -254,4 +254,36 @@ fn a_chain_is_listed_over_netlink_as_nft_lists_it_or_left_to_nft() {
     )
     .unwrap();
     assert!(counted["nftables"].as_array().unwrap().iter().any(|o| o["rule"]["expr"][0].get("counter").is_some()));
+}
+
+#[test]
+fn a_table_is_listed_over_netlink_as_nft_lists_it_or_left_to_nft() {
+    require_root();
+    let ns = Netns::new("nftnl-table");
+    // The masquerade table's layout (comments on the table and a chain,
+    // which nft's JSON does not show), and one table with a set.
+    nft_stdin(
+        &ns,
+        &["-f", "-"],
+        "table inet t {\n comment \"table comment\"\n chain other {\n  comment \"chain comment\"\n }\n          chain postrouting {\n  type nat hook postrouting priority srcnat; policy accept;\n  ip daddr 224.0.0.0/4 return\n           goto other\n }\n chain shapes {\n }\n}\ntable ip t {\n set s {\n  type ipv4_addr\n }\n chain c {\n }\n}\n",
+    );
+    let capability = Namespace::open(&ns.path()).unwrap();
+    for (family, expr, comment) in shapes().into_iter().filter(|(family, _, _)| *family == "inet") {
+        let batch = json!({"nftables": [add(family, "shapes", &expr, comment)]});
+        netfilter::nft_apply(&capability, &batch.to_string(), deadline()).unwrap();
+    }
+    let nft = |family: &str| -> Vec<Value> {
+        let text = ns.exec("nft", &["-j", "list", "table", family, "t"]);
+        let value: Value = serde_json::from_str(&text).unwrap();
+        value["nftables"].as_array().unwrap().iter().filter(|o| o.get("metainfo").is_none()).cloned().collect()
+    };
+    match nft_netlink::list_table(&capability, "inet", "t") {
+        nft_netlink::Listed::Found(listing) => assert_eq!(listing["nftables"].as_array().unwrap(), &nft("inet")),
+        _ => panic!("inet t is decoded"),
+    }
+    assert!(matches!(nft_netlink::list_table(&capability, "ip", "t"), nft_netlink::Listed::Undecoded), "a set");
+    assert!(matches!(nft_netlink::list_table(&capability, "ip6", "t"), nft_netlink::Listed::Missing));
+    // Through the capability, nft lists what is not decoded.
+    let listed = netfilter::nft_list_table(&capability, "ip", "t", deadline()).unwrap().unwrap();
+    assert!(listed.contains("\"set\""), "{listed}");
 }
