@@ -13,6 +13,10 @@
 //! [`encode`] returns None and the caller runs nft. netlink-packet-netfilter
 //! has no nftables rule expressions, and the other crates need libnftnl or
 //! are GPL (see the commit), so the few messages are written here.
+//!
+//! Listing goes the other way ([`list_chain`], [`list_table`]): the
+//! kernel's dumps are decoded into nft's JSON for the same expressions,
+//! and anything else is again left to nft.
 
 use std::time::Instant;
 
@@ -27,6 +31,22 @@ const NFNL_MSG_BATCH_END: u16 = 0x11;
 const NFT_MSG_NEWRULE: u16 = 6;
 const NFT_MSG_DELRULE: u16 = 8;
 const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+// Listing.
+const NFT_MSG_NEWTABLE: u16 = 0;
+const NFT_MSG_GETTABLE: u16 = 1;
+const NFT_MSG_NEWCHAIN: u16 = 3;
+const NFT_MSG_GETCHAIN: u16 = 4;
+const NFT_MSG_GETRULE: u16 = 7;
+const NFT_MSG_GETSET: u16 = 10;
+const NFTA_TABLE_FLAGS: u16 = 2;
+const NFTA_TABLE_HANDLE: u16 = 4;
+const NFTA_CHAIN_HANDLE: u16 = 2;
+const NFTA_CHAIN_HOOK: u16 = 4;
+const NFTA_CHAIN_POLICY: u16 = 5;
+const NFTA_CHAIN_TYPE: u16 = 7;
+const NFTA_HOOK_HOOKNUM: u16 = 1;
+const NFTA_HOOK_PRIORITY: u16 = 2;
 
 // Attribute numbers from linux/netfilter/nf_tables.h.
 const NFTA_RULE_TABLE: u16 = 1;
@@ -589,17 +609,6 @@ impl Rule<'_> {
 // plus the shared chains' verdicts, prefixes and `fib daddr type`; a
 // chain holding anything else is listed by nft.
 
-const NFT_MSG_GETCHAIN: u16 = 4;
-const NFT_MSG_NEWCHAIN: u16 = 3;
-const NFT_MSG_GETRULE: u16 = 7;
-const NLMSG_DONE: u16 = 3;
-const NFTA_CHAIN_HANDLE: u16 = 2;
-const NFTA_CHAIN_HOOK: u16 = 4;
-const NFTA_CHAIN_POLICY: u16 = 5;
-const NFTA_CHAIN_TYPE: u16 = 7;
-const NFTA_HOOK_HOOKNUM: u16 = 1;
-const NFTA_HOOK_PRIORITY: u16 = 2;
-
 /// What the kernel said of one chain or table.
 pub enum Listed {
     /// The chain or table does not exist.
@@ -609,12 +618,6 @@ pub enum Listed {
     /// Something this module does not decode: ask nft.
     Undecoded,
 }
-
-const NFT_MSG_GETTABLE: u16 = 1;
-const NFT_MSG_NEWTABLE: u16 = 0;
-const NFT_MSG_GETSET: u16 = 10;
-const NFTA_TABLE_FLAGS: u16 = 2;
-const NFTA_TABLE_HANDLE: u16 = 4;
 
 fn request(kind: u16, dump: bool, seq: u32, family: u8, attributes: &Attributes) -> Vec<u8> {
     let flags = libc::NLM_F_REQUEST | if dump { libc::NLM_F_DUMP } else { libc::NLM_F_ACK };
