@@ -85,9 +85,10 @@ const IFNAMSIZ: usize = 16;
 /// One encoded batch: netlink messages between BATCH_BEGIN and BATCH_END.
 pub struct Batch {
     messages: Vec<Vec<u8>>,
-    /// For each message, the index of its command in the JSON batch when it
-    /// adds a rule (whose handle the echo must carry).
-    adds: Vec<Option<usize>>,
+    /// For each message that adds an object, the index of its command in
+    /// the JSON batch and the object's kind ("table", "chain", "rule"): the
+    /// kernel's echo carries its handle.
+    adds: Vec<Option<(usize, &'static str)>>,
 }
 
 /// The batch in netlink, or None when any command is not one this module
@@ -99,18 +100,17 @@ pub fn encode(batch: &Value) -> Option<Batch> {
         let object = command.as_object()?;
         let (verb, spec) = object.iter().next().filter(|_| object.len() == 1)?;
         let spec = spec.as_object().filter(|s| s.len() == 1)?;
-        let rule = spec.get("rule")?;
-        match verb.as_str() {
-            "add" => {
-                out.messages.push(add_rule(rule)?);
-                out.adds.push(Some(index));
-            }
-            "delete" => {
-                out.messages.push(delete_rule(rule)?);
-                out.adds.push(None);
-            }
+        let (kind, body) = spec.iter().next()?;
+        let (message, added) = match (verb.as_str(), kind.as_str()) {
+            ("add", "rule") => (add_rule(body)?, Some((index, "rule"))),
+            ("add", "table") => (add_table(body)?, Some((index, "table"))),
+            ("add", "chain") => (add_chain(body)?, Some((index, "chain"))),
+            ("delete", "rule") => (delete_rule(body)?, None),
+            ("flush", "chain") => (flush_chain(body)?, None),
             _ => return None,
-        }
+        };
+        out.messages.push(message);
+        out.adds.push(added);
     }
     (!out.messages.is_empty()).then_some(out)
 }
@@ -167,9 +167,18 @@ pub fn apply(ns: &Netns, batch: &Batch, deadline: Instant) -> Result<Vec<(usize,
                     failure = Some((seq, -errno));
                 }
             }
-            t if t == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWRULE => {
-                if let (Some(Some(index)), Some(handle)) = (command, reply.get(20..).and_then(rule_handle)) {
-                    handles.push((*index, handle));
+            t if t >> 8 == NFNL_SUBSYS_NFTABLES => {
+                // The echo of an added table, chain or rule: its handle. An
+                // "add" of what exists changes nothing and echoes nothing.
+                let attribute = match t & 0xff {
+                    NFT_MSG_NEWTABLE => NFTA_TABLE_HANDLE,
+                    NFT_MSG_NEWCHAIN => NFTA_CHAIN_HANDLE,
+                    NFT_MSG_NEWRULE => NFTA_RULE_HANDLE,
+                    _ => continue,
+                };
+                let handle = reply.get(20..).and_then(|a| crate::netlink::find_attribute(a, attribute));
+                if let (Some(Some((index, _))), Some(handle)) = (command, handle.and_then(|h| h.try_into().ok())) {
+                    handles.push((*index, u64::from_be_bytes(handle)));
                 }
             }
             _ => {}
@@ -180,21 +189,23 @@ pub fn apply(ns: &Netns, batch: &Batch, deadline: Instant) -> Result<Vec<(usize,
             format!("applying an nftables batch (command {}) in {}", seq.saturating_sub(first_seq) + 1, ns.label());
         return Err(Error::from_errno(errno, doing));
     }
-    if handles.len() != batch.adds.iter().flatten().count() {
+    let is_rule = |index: &usize| batch.adds.iter().flatten().any(|(i, kind)| i == index && *kind == "rule");
+    let rules = batch.adds.iter().flatten().filter(|(_, kind)| *kind == "rule").count();
+    if handles.iter().filter(|(index, _)| is_rule(index)).count() != rules {
         return Err(Error::new(ErrorKind::Io, "nftables batch: the kernel did not echo every added rule"));
     }
     Ok(handles)
 }
 
-/// The JSON batch as nft's echo (`nft -j -e -a`) shows it: each added rule
-/// with its handle.
+/// The JSON batch as nft's echo (`nft -j -e -a`) shows it: each added
+/// object with its handle.
 pub fn echo(batch: &Value, handles: &[(usize, u64)]) -> Value {
     let mut echo = batch.clone();
     if let Some(commands) = echo.get_mut("nftables").and_then(Value::as_array_mut) {
         for (index, handle) in handles {
-            if let Some(rule) = commands.get_mut(*index).and_then(|c| c.get_mut("add")).and_then(|a| a.get_mut("rule"))
-            {
-                rule["handle"] = (*handle).into();
+            let added = commands.get_mut(*index).and_then(|c| c.get_mut("add")).and_then(Value::as_object_mut);
+            if let Some(object) = added.and_then(|a| a.values_mut().next()) {
+                object["handle"] = (*handle).into();
             }
         }
     }
@@ -236,11 +247,6 @@ fn split(mut data: &[u8]) -> Vec<&[u8]> {
         data = &data[len.next_multiple_of(4).min(data.len())..];
     }
     out
-}
-
-fn rule_handle(attributes: &[u8]) -> Option<u64> {
-    let value = crate::netlink::find_attribute(attributes, NFTA_RULE_HANDLE)?;
-    Some(u64::from_be_bytes(value.try_into().ok()?))
 }
 
 /// nlmsghdr (its sequence number set by [`apply`]), nfgenmsg, attributes.
@@ -323,6 +329,75 @@ fn delete_rule(rule: &Value) -> Option<Vec<u8>> {
     Some(message((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_DELRULE, flags, 0, family, 0, &attributes.0))
 }
 
+/// libnftnl's user data holding only a comment: type 0 (the comment type
+/// of tables, chains and rules alike), length, the text and its NUL.
+fn comment_userdata(comment: &Value) -> Option<Vec<u8>> {
+    let comment = comment.as_str()?;
+    let len = u8::try_from(comment.len() + 1).ok()?;
+    let mut userdata = vec![0, len];
+    userdata.extend_from_slice(comment.as_bytes());
+    userdata.push(0);
+    Some(userdata)
+}
+
+fn only(object: &Value, allowed: &[&str]) -> Option<()> {
+    object.as_object()?.keys().all(|k| allowed.contains(&k.as_str())).then_some(())
+}
+
+/// Created unless it exists: no NLM_F_EXCL, as nft's `add`.
+const ADD_FLAGS: i32 = libc::NLM_F_REQUEST | libc::NLM_F_CREATE | libc::NLM_F_ACK | libc::NLM_F_ECHO;
+
+fn add_table(table: &Value) -> Option<Vec<u8>> {
+    only(table, &["family", "name", "comment"])?;
+    let family = family_number(table.get("family")?.as_str()?)?;
+    let mut attributes = Attributes::default();
+    attributes.string(1, table.get("name")?.as_str()?); // NFTA_TABLE_NAME
+    if let Some(comment) = table.get("comment") {
+        attributes.bytes(6, &comment_userdata(comment)?); // NFTA_TABLE_USERDATA
+    }
+    Some(message((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWTABLE, ADD_FLAGS as u16, 0, family, 0, &attributes.0))
+}
+
+/// A chain, or a base chain with its type, hook, priority and policy.
+fn add_chain(chain: &Value) -> Option<Vec<u8>> {
+    only(chain, &["family", "table", "name", "comment", "type", "hook", "prio", "policy"])?;
+    let family = family_number(chain.get("family")?.as_str()?)?;
+    let mut attributes = Attributes::default();
+    attributes.string(1, chain.get("table")?.as_str()?).string(3, chain.get("name")?.as_str()?);
+    if let Some(hook) = chain.get("hook") {
+        let number = ["prerouting", "input", "forward", "output", "postrouting"].iter().position(|h| hook == *h)?;
+        let priority = i32::try_from(chain.get("prio")?.as_i64()?).ok()?;
+        let mut nested = Attributes::default();
+        nested.u32(NFTA_HOOK_HOOKNUM, number as u32).u32(NFTA_HOOK_PRIORITY, priority as u32);
+        attributes.nested(NFTA_CHAIN_HOOK, &nested);
+        let policy = match chain.get("policy").map(Value::as_str) {
+            None | Some(Some("accept")) => 1,
+            Some(Some("drop")) => 0,
+            _ => return None,
+        };
+        attributes.u32(NFTA_CHAIN_POLICY, policy);
+        let kind = chain.get("type")?.as_str().filter(|k| ["filter", "nat", "route"].contains(k))?;
+        attributes.string(NFTA_CHAIN_TYPE, kind);
+    } else if ["type", "prio", "policy"].iter().any(|k| chain.get(k).is_some()) {
+        return None;
+    }
+    if let Some(comment) = chain.get("comment") {
+        attributes.bytes(12, &comment_userdata(comment)?); // NFTA_CHAIN_USERDATA
+    }
+    Some(message((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWCHAIN, ADD_FLAGS as u16, 0, family, 0, &attributes.0))
+}
+
+/// `flush chain`: a rule deletion naming the chain and no handle.
+fn flush_chain(chain: &Value) -> Option<Vec<u8>> {
+    only(chain, &["family", "table", "name"])?;
+    let family = family_number(chain.get("family")?.as_str()?)?;
+    let mut attributes = Attributes::default();
+    attributes.string(NFTA_RULE_TABLE, chain.get("table")?.as_str()?);
+    attributes.string(NFTA_RULE_CHAIN, chain.get("name")?.as_str()?);
+    let flags = (libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16;
+    Some(message((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_DELRULE, flags, 0, family, 0, &attributes.0))
+}
+
 fn add_rule(rule: &Value) -> Option<Vec<u8>> {
     let allowed = ["family", "table", "chain", "expr", "comment"];
     if rule.as_object()?.keys().any(|k| !allowed.contains(&k.as_str())) {
@@ -335,14 +410,7 @@ fn add_rule(rule: &Value) -> Option<Vec<u8>> {
     }
     attributes.nested(NFTA_RULE_EXPRESSIONS, &encoder.list);
     if let Some(comment) = rule.get("comment") {
-        // libnftnl's user data: a TLV of type NFTNL_UDATA_RULE_COMMENT (0),
-        // the comment with its NUL.
-        let comment = comment.as_str()?;
-        let len = u8::try_from(comment.len() + 1).ok()?;
-        let mut userdata = vec![0, len];
-        userdata.extend_from_slice(comment.as_bytes());
-        userdata.push(0);
-        attributes.bytes(NFTA_RULE_USERDATA, &userdata);
+        attributes.bytes(NFTA_RULE_USERDATA, &comment_userdata(comment)?);
     }
     let flags =
         (libc::NLM_F_REQUEST | libc::NLM_F_CREATE | libc::NLM_F_APPEND | libc::NLM_F_ACK | libc::NLM_F_ECHO) as u16;
@@ -472,6 +540,26 @@ impl Rule<'_> {
             "!=" => NFT_CMP_NEQ,
             _ => return None,
         };
+        if let Some(fib) = left.get("fib") {
+            // `fib daddr type local`: the route type, in host byte order.
+            let flags = fib.get("flags")?.as_array()?;
+            if fib.get("result")?.as_str()? != "type" || flags.len() != 1 || flags[0] != "daddr" || op != NFT_CMP_EQ {
+                return None;
+            }
+            let kind: u32 = match right.as_str()? {
+                "unicast" => 1,
+                "local" => 2,
+                "broadcast" => 3,
+                "anycast" => 4,
+                "multicast" => 5,
+                _ => return None,
+            };
+            let mut data = Attributes::default();
+            data.u32(1, NFT_REG_1).u32(2, 3).u32(3, 2); // DREG, RESULT addrtype, FLAGS daddr
+            self.expression("fib", &data);
+            self.cmp(NFT_CMP_EQ, &kind.to_ne_bytes());
+            return Some(());
+        }
         if let Some(meta) = left.get("meta") {
             let key = match meta.get("key")?.as_str()? {
                 "iifname" => NFT_META_IIFNAME,
@@ -519,7 +607,10 @@ impl Rule<'_> {
             }
             _ => return None,
         };
-        if len == 0 || len % 8 != 0 || len > size * 8 {
+        // Off a byte boundary nft loads the whole IPv4 address and masks
+        // it; how it loads IPv6 then is not reproduced here.
+        let masked = len % 8 != 0;
+        if len == 0 || len > size * 8 || (masked && protocol != "ip") {
             return None;
         }
         let bytes: Vec<u8> = match address.parse::<std::net::IpAddr>().ok()? {
@@ -527,9 +618,12 @@ impl Rule<'_> {
             std::net::IpAddr::V6(a) if protocol == "ip6" => a.octets().to_vec(),
             _ => return None,
         };
-        let kept = (len / 8) as usize;
+        let kept = if masked { size as usize } else { (len / 8) as usize };
+        let mask: Vec<u8> = (0..size)
+            .map(|i| (0xffu32 << 8).checked_shr(len.saturating_sub(i * 8).min(8)).unwrap_or(0) as u8)
+            .collect();
         // A prefix's host bits must be zero (nft refuses it otherwise).
-        if bytes[kept..].iter().any(|b| *b != 0) {
+        if bytes.iter().zip(&mask).any(|(b, m)| b & !m != 0) {
             return None;
         }
         match (self.family, self.network) {
@@ -544,6 +638,9 @@ impl Rule<'_> {
         }
         self.network = Some(protocol);
         self.payload(NFT_PAYLOAD_NETWORK_HEADER, offset, kept as u32);
+        if masked {
+            self.bitwise(&mask, &vec![0; mask.len()]);
+        }
         self.cmp(op, &bytes[..kept]);
         Some(())
     }

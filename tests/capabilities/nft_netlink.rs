@@ -93,6 +93,15 @@ fn shapes() -> Vec<(&'static str, Value, Option<&'static str>)> {
             json!([payload("udp", "dport", "==", json!(53)), {"dnat": {"addr": "fd00::5", "port": 53}}]),
             Some("abc123"),
         ),
+        // The shared chains' skeletons.
+        ("inet", json!([payload("ip", "daddr", "==", prefix("224.0.0.0", 4)), {"return": null}]), None),
+        ("inet", json!([payload("ip6", "daddr", "==", prefix("ff00::", 8)), {"return": null}]), None),
+        ("inet", json!([payload("ip", "daddr", "!=", prefix("10.128.0.0", 9)), {"accept": null}]), None),
+        (
+            "ip",
+            json!([{"match": {"op": "==", "left": {"fib": {"result": "type", "flags": ["daddr"]}}, "right": "local"}}, {"jump": {"target": "other"}}]),
+            Some("cni-wasm: no conditions"),
+        ),
     ]
 }
 
@@ -286,4 +295,76 @@ fn a_table_is_listed_over_netlink_as_nft_lists_it_or_left_to_nft() {
     // Through the capability, nft lists what is not decoded.
     let listed = netfilter::nft_list_table(&capability, "ip", "t", deadline()).unwrap().unwrap();
     assert!(listed.contains("\"set\""), "{listed}");
+}
+
+/// The batches that make the shared tables (masquerade's, portmap's and
+/// firewall's layouts, as the plugins send them), applied over netlink in
+/// one namespace and by nft in another: nft lists the same ruleset. But for
+/// the comments of tables and chains, which nft 1.0's JSON input drops:
+/// over netlink they are kept, as the reference (nft's text input) keeps
+/// them.
+#[test]
+fn the_shared_tables_are_made_as_nft_makes_them() {
+    require_root();
+    let table = |family: &str, name: &str, comment: &str| json!({"add": {"table": {"family": family, "name": name, "comment": comment}}});
+    let chain = |family: &str, table: &str, name: &str| json!({"add": {"chain": {"family": family, "table": table, "name": name}}});
+    let base = |family: &str, table: &str, name: &str, kind: &str, hook: &str, prio: i32| {
+        json!({"add": {"chain": {"family": family, "table": table, "name": name, "type": kind, "hook": hook,
+            "prio": prio, "policy": "accept"}}})
+    };
+    let flush = |family: &str, table: &str, name: &str| json!({"flush": {"chain": {"family": family, "table": table, "name": name}}});
+    let rule = |family: &str, table: &str, chain: &str, expr: Value| json!({"add": {"rule": {"family": family, "table": table, "chain": chain, "expr": expr}}});
+    let fib_local =
+        json!({"match": {"op": "==", "left": {"fib": {"result": "type", "flags": ["daddr"]}}, "right": "local"}});
+    let mut masq_checks = chain("inet", "cni_plugins_masquerade", "masq_checks");
+    masq_checks["add"]["chain"]["comment"] =
+        json!("Masquerade traffic from certain IPs to any (non-multicast) IP outside their subnet");
+    let masquerade = "cni_plugins_masquerade";
+    let batch = json!({"nftables": [
+        table("inet", masquerade, "Masquerading for plugins from github.com/containernetworking/plugins"),
+        masq_checks,
+        base("inet", masquerade, "postrouting", "nat", "postrouting", 100),
+        flush("inet", masquerade, "postrouting"),
+        rule("inet", masquerade, "postrouting", json!([payload("ip", "daddr", "==", prefix("224.0.0.0", 4)), {"return": null}])),
+        rule("inet", masquerade, "postrouting", json!([payload("ip6", "daddr", "==", prefix("ff00::", 8)), {"return": null}])),
+        rule("inet", masquerade, "postrouting", json!([{"goto": {"target": "masq_checks"}}])),
+        table("ip", "cni_hostport", "CNI portmap plugin"),
+        chain("ip", "cni_hostport", "hostports"),
+        chain("ip", "cni_hostport", "hostip_hostports"),
+        chain("ip", "cni_hostport", "hostports_all"),
+        flush("ip", "cni_hostport", "hostports_all"),
+        rule("ip", "cni_hostport", "hostports_all", json!([{"jump": {"target": "hostip_hostports"}}])),
+        rule("ip", "cni_hostport", "hostports_all", json!([{"jump": {"target": "hostports"}}])),
+        base("ip", "cni_hostport", "prerouting", "nat", "prerouting", -100),
+        flush("ip", "cni_hostport", "prerouting"),
+        rule("ip", "cni_hostport", "prerouting", json!([fib_local, {"jump": {"target": "hostports_all"}}])),
+        base("ip", "cni_hostport", "masquerading", "nat", "postrouting", 100),
+        table("inet", "cni_firewall", "CNI firewall plugin rules"),
+        base("inet", "cni_firewall", "forward", "filter", "forward", 0),
+        chain("inet", "cni_firewall", "admin"),
+        chain("inet", "cni_firewall", "containers"),
+        flush("inet", "cni_firewall", "forward"),
+        rule("inet", "cni_firewall", "forward", json!([{"jump": {"target": "admin"}}])),
+        rule("inet", "cni_firewall", "forward", json!([{"jump": {"target": "containers"}}])),
+    ]});
+    assert!(nft_netlink::encode(&batch).is_some(), "every command is encoded");
+    let (ours, theirs) = (Netns::new("nftnl-made-o"), Netns::new("nftnl-made-n"));
+    let capability = Namespace::open(&ours.path()).unwrap();
+    let echo: Value =
+        serde_json::from_str(&netfilter::nft_apply_echo(&capability, &batch.to_string(), deadline()).unwrap()).unwrap();
+    assert!(echo["nftables"][0]["add"]["table"]["handle"].is_u64(), "the new table's handle is echoed: {echo}");
+    nft_stdin(&theirs, &["-j", "-f", "-"], &batch.to_string());
+    let listed = |ns: &Netns| ns.exec("nft", &["list", "ruleset"]);
+    let uncommented = |text: String| -> String {
+        text.lines().filter(|l| !l.trim_start().starts_with("comment ")).map(|l| format!("{l}\n")).collect()
+    };
+    let ruleset = listed(&ours);
+    assert!(ruleset.contains("comment \"CNI portmap plugin\""), "{ruleset}");
+    assert!(ruleset.contains("comment \"Masquerade traffic from certain IPs"), "{ruleset}");
+    assert_eq!(uncommented(ruleset), listed(&theirs));
+    // Applied again, as an ADD that found the layout damaged would: the
+    // flushes leave one copy of each rule, the adds change nothing else.
+    netfilter::nft_apply(&capability, &batch.to_string(), deadline()).unwrap();
+    nft_stdin(&theirs, &["-j", "-f", "-"], &batch.to_string());
+    assert_eq!(uncommented(listed(&ours)), listed(&theirs));
 }
