@@ -403,18 +403,9 @@ fn del_without_prev_result_removes_masquerading_without_reading_the_nat_table() 
     assert!(netfilter.iter().all(|l| !l.contains("iptables-save")), "no whole-table read: {netfilter:#?}");
 }
 
-/// The comments of the nftables masquerade rules (`masq_checks`), from
-/// `nft -j list table` in `host`.
+/// The comments of the nftables masquerade rules (`masq_checks`).
 fn nft_masquerade_comments(host: &Netns) -> Vec<String> {
-    let listing = host.exec("nft", &["-j", "list", "table", "inet", "cni_plugins_masquerade"]);
-    let listing: Value = serde_json::from_str(&listing).unwrap_or(Value::Null);
-    listing["nftables"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|o| o["rule"]["chain"] == "masq_checks")
-        .map(|o| o["rule"]["comment"].as_str().unwrap_or_default().to_string())
-        .collect()
+    cni_wasm_tests::kernel::nft_rule_comments(host, "inet", "cni_plugins_masquerade", &["masq_checks"])
 }
 
 /// nftables masquerading holds one rule per attachment in one chain, and

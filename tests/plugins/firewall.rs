@@ -497,15 +497,7 @@ fn concurrent_adds_and_dels_with_nftables_share_the_table() {
 
 /// The comments of the rules in the nftables backend's `containers` chain.
 fn nft_container_comments(host: &Netns) -> Vec<String> {
-    let listing = host.exec("nft", &["-j", "list", "table", "inet", "cni_firewall"]);
-    let listing: Value = serde_json::from_str(&listing).unwrap_or(Value::Null);
-    listing["nftables"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|o| o["rule"]["chain"] == "containers")
-        .map(|o| o["rule"]["comment"].as_str().unwrap_or_default().to_string())
-        .collect()
+    cni_wasm_tests::kernel::nft_rule_comments(host, "inet", "cni_firewall", &["containers"])
 }
 
 /// Every attachment's rules share the `containers` chain, and nft deletes

@@ -361,17 +361,9 @@ fn direct_config_with(name: &str, address: &str, host_port: u16, extra: Value) -
 }
 
 /// The comments of the rules in `ip cni_hostport`'s hostports and
-/// masquerading chains (`nft -j list table`).
+/// masquerading chains.
 fn nft_container_comments(host: &Netns) -> Vec<String> {
-    let listing = host.exec("nft", &["-j", "list", "table", "ip", "cni_hostport"]);
-    let listing: Value = serde_json::from_str(&listing).unwrap_or(Value::Null);
-    listing["nftables"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|o| ["hostports", "masquerading"].contains(&o["rule"]["chain"].as_str().unwrap_or_default()))
-        .map(|o| o["rule"]["comment"].as_str().unwrap_or_default().to_string())
-        .collect()
+    kernel::nft_rule_comments(host, "ip", "cni_hostport", &["hostports", "masquerading"])
 }
 
 /// Every container's DNAT and hairpin rules share two chains, and nft

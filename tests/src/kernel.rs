@@ -124,6 +124,20 @@ pub fn nft_ruleset(ns: &Netns) -> String {
     ns.exec("nft", &["-s", "list", "ruleset"])
 }
 
+/// The comments of the rules in `chains` of one nftables table, from
+/// `nft -j list table` (none when the table does not exist).
+pub fn nft_rule_comments(ns: &Netns, family: &str, table: &str, chains: &[&str]) -> Vec<String> {
+    let listing = ns.exec("nft", &["-j", "list", "table", family, table]);
+    let listing: serde_json::Value = serde_json::from_str(&listing).unwrap_or(serde_json::Value::Null);
+    listing["nftables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|o| chains.contains(&o["rule"]["chain"].as_str().unwrap_or_default()))
+        .map(|o| o["rule"]["comment"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
 /// `conntrack -L` of one family in the namespace (one entry per line).
 pub fn conntrack(ns: &Netns, v6: bool) -> Vec<String> {
     let family = if v6 { "ipv6" } else { "ipv4" };
