@@ -1246,7 +1246,9 @@ mod tests {
         assert!(encode(&rule("inet", masquerade)).is_some());
         for unsupported in [
             json!([{"counter": null}]),
-            json!([{"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "daddr"}}, "right": {"prefix": {"addr": "224.0.0.0", "len": 4}}}}]),
+            // An IPv6 prefix off a byte boundary; host bits in a prefix.
+            json!([{"match": {"op": "==", "left": {"payload": {"protocol": "ip6", "field": "daddr"}}, "right": {"prefix": {"addr": "fd00::", "len": 60}}}}]),
+            json!([{"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "daddr"}}, "right": {"prefix": {"addr": "10.0.0.1", "len": 8}}}}]),
             json!([{"match": {"op": "==", "left": {"payload": {"protocol": "ip6", "field": "daddr"}}, "right": "10.0.0.1"}}]),
             json!([{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "veth*"}}]),
         ] {
@@ -1255,7 +1257,13 @@ mod tests {
         // An ip6 match in an ip table is nft's error to report.
         let ip6 = json!([{"match": {"op": "==", "left": {"payload": {"protocol": "ip6", "field": "saddr"}}, "right": "fd00::1"}}]);
         assert!(encode(&rule("ip", ip6)).is_none());
-        assert!(encode(&json!({"nftables": [{"add": {"table": {"family": "ip", "name": "t"}}}]})).is_none());
+        assert!(encode(&json!({"nftables": [{"add": {"table": {"family": "ip", "name": "t"}}}]})).is_some());
+        let set =
+            json!({"nftables": [{"add": {"set": {"family": "ip", "table": "t", "name": "s", "type": "ipv4_addr"}}}]});
+        assert!(encode(&set).is_none());
+        let chain =
+            json!({"nftables": [{"add": {"chain": {"family": "ip", "table": "t", "name": "c", "devices": ["eth0"]}}}]});
+        assert!(encode(&chain).is_none());
         let delete =
             json!({"nftables": [{"delete": {"rule": {"family": "ip", "table": "t", "chain": "c", "handle": 4}}}]});
         assert!(encode(&delete).is_some());
