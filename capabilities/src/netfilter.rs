@@ -152,67 +152,12 @@ pub fn nft_table_handle(ns: &Netns, family: &str, table: &str) -> Option<Option<
 /// message, Some(None) when it does not exist, None when the kernel could
 /// not say.
 fn nft_get(ns: &Netns, family: &str, table: &str, object: NftObject<'_>) -> Option<Option<Vec<u8>>> {
-    const NFNL_SUBSYS_NFTABLES: u16 = 10;
-    // (GET, NEW) message types; the table attribute is 1 for all three
-    // kinds, the name attribute 3 for chains (NFTA_CHAIN_NAME) and 2 for
-    // sets (NFTA_SET_NAME).
-    let ((get, new), attributes): ((u16, u16), Vec<(u16, &str)>) = match object {
-        NftObject::Table => ((1, 0), vec![(1, table)]),
-        NftObject::Chain(chain) => ((4, 3), vec![(1, table), (3, chain)]),
-        NftObject::Set(set) => ((10, 9), vec![(1, table), (2, set)]),
-    };
-    const NLMSG_ERROR: u16 = 2;
-    let family: u8 = match family {
-        "ip" => libc::NFPROTO_IPV4 as u8,
-        "ip6" => libc::NFPROTO_IPV6 as u8,
-        "inet" => libc::NFPROTO_INET as u8,
-        "bridge" => libc::NFPROTO_BRIDGE as u8,
-        "arp" => libc::NFPROTO_ARP as u8,
-        "netdev" => libc::NFPROTO_NETDEV as u8,
-        _ => return None,
-    };
-    // nlmsghdr, nfgenmsg, then each attribute (a NUL-terminated string,
-    // padded to 4).
-    let mut body = Vec::new();
-    for (kind, value) in attributes {
-        let attribute_len = 4 + value.len() + 1;
-        body.extend_from_slice(&(attribute_len as u16).to_ne_bytes());
-        body.extend_from_slice(&kind.to_ne_bytes());
-        body.extend_from_slice(value.as_bytes());
-        body.resize(body.len() + (attribute_len - 4 - value.len()), 0);
-        body.resize(body.len().next_multiple_of(4), 0);
-    }
-    let total = 16 + 4 + body.len();
-    let mut request = Vec::with_capacity(total);
-    request.extend_from_slice(&(total as u32).to_ne_bytes());
-    request.extend_from_slice(&((NFNL_SUBSYS_NFTABLES << 8) | get).to_ne_bytes());
-    request.extend_from_slice(&((libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16).to_ne_bytes());
-    request.extend_from_slice(&1u32.to_ne_bytes());
-    request.extend_from_slice(&0u32.to_ne_bytes());
-    request.extend_from_slice(&[family, 0, 0, 0]);
-    request.extend_from_slice(&body);
-    let reply = ns
-        .run("asking the kernel for an nftables object", || {
-            let mut socket = netlink_sys::Socket::new(netlink_sys::protocols::NETLINK_NETFILTER)?;
-            socket.bind_auto()?;
-            socket.connect(&netlink_sys::SocketAddr::new(0, 0))?;
-            socket.send(&request, 0)?;
-            let mut buffer = vec![0u8; 8192];
-            let n = socket.recv(&mut &mut buffer[..], 0)?;
-            buffer.truncate(n);
-            Ok(buffer)
-        })
-        .ok()?;
-    let message_type = u16::from_ne_bytes(reply.get(4..6)?.try_into().ok()?);
-    match message_type {
-        t if t == (NFNL_SUBSYS_NFTABLES << 8) | new => Some(Some(reply)),
-        NLMSG_ERROR => match i32::from_ne_bytes(reply.get(16..20)?.try_into().ok()?) {
-            // An acknowledgement alone: it exists, nothing more is known.
-            0 => Some(Some(Vec::new())),
-            e if -e == libc::ENOENT => Some(None),
-            _ => None,
-        },
-        _ => None,
+    // NFT_MSG_GET* types; the table attribute is 1 for all three kinds, the
+    // name attribute 3 for chains (NFTA_CHAIN_NAME) and 2 for sets.
+    match object {
+        NftObject::Table => nft_netlink::get(ns, family, 1, &[(1, table)]),
+        NftObject::Chain(chain) => nft_netlink::get(ns, family, 4, &[(1, table), (3, chain)]),
+        NftObject::Set(set) => nft_netlink::get(ns, family, 10, &[(1, table), (2, set)]),
     }
 }
 

@@ -145,7 +145,7 @@ pub fn apply(ns: &Netns, batch: &Batch, deadline: Instant) -> Result<Vec<(usize,
             let n = socket.recv(&mut &mut buffer[..], 0)?;
             let mut done = false;
             for reply in split(&buffer[..n]) {
-                let seq = u32::from_ne_bytes(reply[8..12].try_into().unwrap_or_default());
+                let seq = seq_of(reply);
                 // An error for the batch header (seq 0) ends them too.
                 done |= reply_type(reply) == NLMSG_ERROR && (seq == last_seq || seq == 0);
                 replies.push(reply.to_vec());
@@ -158,11 +158,11 @@ pub fn apply(ns: &Netns, batch: &Batch, deadline: Instant) -> Result<Vec<(usize,
     let mut handles = Vec::new();
     let mut failure: Option<(u32, i32)> = None;
     for reply in &replies {
-        let seq = u32::from_ne_bytes(reply[8..12].try_into().unwrap_or_default());
+        let seq = seq_of(reply);
         let command = seq.checked_sub(first_seq).map(|i| i as usize).and_then(|i| batch.adds.get(i));
         match reply_type(reply) {
             NLMSG_ERROR => {
-                let errno = reply.get(16..20).map_or(0, |e| i32::from_ne_bytes(e.try_into().unwrap_or_default()));
+                let errno = error_of(reply);
                 if errno != 0 && failure.is_none() {
                     failure = Some((seq, -errno));
                 }
@@ -229,6 +229,10 @@ fn set_receive_timeout(socket: &netlink_sys::Socket, timeout: std::time::Duratio
         )
     };
     if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+}
+
+fn seq_of(reply: &[u8]) -> u32 {
+    u32::from_ne_bytes(reply[8..12].try_into().unwrap_or_default())
 }
 
 fn reply_type(reply: &[u8]) -> u16 {
@@ -300,13 +304,24 @@ impl Attributes {
     }
 }
 
+/// The nfgenmsg family of an nft family name.
+pub(crate) fn family_number_of(family: &str) -> Option<u8> {
+    let number = match family {
+        "ip" => libc::NFPROTO_IPV4,
+        "ip6" => libc::NFPROTO_IPV6,
+        "inet" => libc::NFPROTO_INET,
+        "bridge" => libc::NFPROTO_BRIDGE,
+        "arp" => libc::NFPROTO_ARP,
+        "netdev" => libc::NFPROTO_NETDEV,
+        _ => return None,
+    };
+    Some(number as u8)
+}
+
+/// The families whose rules, hooks and dependencies this module encodes
+/// and decodes; others are nft's.
 fn family_number(family: &str) -> Option<u8> {
-    match family {
-        "ip" => Some(libc::NFPROTO_IPV4 as u8),
-        "ip6" => Some(libc::NFPROTO_IPV6 as u8),
-        "inet" => Some(libc::NFPROTO_INET as u8),
-        _ => None,
-    }
+    ["ip", "ip6", "inet"].contains(&family).then(|| family_number_of(family)).flatten()
 }
 
 /// family, table and chain of a rule command.
@@ -762,6 +777,24 @@ fn with_socket<T: Send>(
         f(&mut socket, &mut buffer)
     })
     .ok()
+}
+
+/// One NFT_MSG_GET* request for an object named by string attributes:
+/// Some(Some(reply)) with its NEW* message (or an empty one when the kernel
+/// only acknowledged), Some(None) when it does not exist, None when the
+/// kernel could not say.
+pub(crate) fn get(ns: &Netns, family: &str, kind: u16, names: &[(u16, &str)]) -> Option<Option<Vec<u8>>> {
+    let family = family_number_of(family)?;
+    let mut attributes = Attributes::default();
+    for (kind, value) in names {
+        attributes.string(*kind, value);
+    }
+    let request = request(kind, false, 1, family, &attributes);
+    match with_socket(ns, |socket, buffer| exchange(socket, &request, buffer))? {
+        Ok(mut replies) => Some(Some(replies.pop().unwrap_or_default())),
+        Err(errno) if errno == libc::ENOENT => Some(None),
+        Err(_) => None,
+    }
 }
 
 /// One chain and its rules, read over netlink in the namespace.
